@@ -1,1 +1,3 @@
-fn main() { println!("{}", tch::Cuda::is_available()); }
+fn main() {
+    println!("vml-filter {}", env!("CARGO_PKG_VERSION"));
+}

@@ -1,0 +1,34 @@
+//! `--device auto|cpu|cuda|cuda:N`.
+
+use crate::error::{Error, Result};
+use tch::Device;
+
+/// Parses a device name; `auto` picks the first CUDA device when one is usable.
+pub fn parse_device(name: &str) -> Result<Device> {
+    let name = name.trim().to_ascii_lowercase();
+    match name.as_str() {
+        "auto" => Ok(Device::cuda_if_available()),
+        "cpu" => Ok(Device::Cpu),
+        "cuda" | "gpu" => cuda(0),
+        other => match other.strip_prefix("cuda:") {
+            Some(n) => match n.parse::<usize>() {
+                Ok(i) => cuda(i),
+                Err(_) => Err(Error::Usage(format!("bad device '{other}': expected auto, cpu, cuda or cuda:N"))),
+            },
+            None => Err(Error::Usage(format!("bad device '{other}': expected auto, cpu, cuda or cuda:N"))),
+        },
+    }
+}
+
+fn cuda(index: usize) -> Result<Device> {
+    if !tch::Cuda::is_available() {
+        return Err(Error::Device(format!(
+            "CUDA device {index} requested but no usable CUDA GPU was found (LibTorch sees none); use --device cpu"
+        )));
+    }
+    let count = tch::Cuda::device_count() as usize;
+    if index >= count {
+        return Err(Error::Device(format!("CUDA device {index} requested but only {count} present")));
+    }
+    Ok(Device::Cuda(index))
+}

@@ -1,0 +1,1 @@
+//! Image decoding and encoding, input limits, atomic output files.

@@ -1,0 +1,1 @@
+//! The versioned JSON-header protocol (docs/protocol.md).

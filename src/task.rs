@@ -1,0 +1,63 @@
+//! What the user asks for: the degradation to undo. Shared by the CLI, the protocol and
+//! `degrade`; `operators::build` turns a task into the linear operator `H`.
+
+use serde::{Deserialize, Serialize};
+
+/// How super-resolution down-sampled the image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SrKind {
+    /// Mean of each s×s block.
+    #[default]
+    Avgpool,
+    /// Bicubic (Keys, a = −0.5) anti-aliased down-sampling, as in common SR benchmarks.
+    Bicubic,
+}
+
+/// A blur kernel.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kernel", rename_all = "lowercase")]
+pub enum Blur {
+    /// Isotropic Gaussian with standard deviation `sigma` pixels.
+    Gaussian { sigma: f64 },
+    /// Box of `size`×`size` pixels.
+    Uniform { size: u32 },
+    /// Line of `length` pixels at `angle` degrees (counter-clockwise from the x axis).
+    Motion { length: f64, angle: f64 },
+    /// Any kernel, row-major `height`×`width`, normalised to sum 1 when built.
+    Custom { width: u32, height: u32, weights: Vec<f32> },
+}
+
+/// The degradation to undo.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Task {
+    /// Fill the pixels where the mask is set (white = unknown).
+    Inpaint,
+    /// Undo down-sampling by `scale` (2, 4 or 8).
+    Sr {
+        scale: u32,
+        #[serde(default)]
+        method: SrKind,
+    },
+    /// Undo a blur.
+    Deblur(Blur),
+    /// Remove Gaussian noise of standard deviation `sigma`. Like every σ in this crate
+    /// (σ_y included) it is on the engine's [-1, 1] pixel scale, as in the papers.
+    Denoise { sigma: f64 },
+    /// Recover colour from a gray image (gray = mean of R, G, B).
+    Colorize,
+}
+
+impl Task {
+    /// A short name for layer names, logs and file names.
+    pub fn label(&self) -> String {
+        match self {
+            Task::Inpaint => "inpaint".into(),
+            Task::Sr { scale, .. } => format!("sr{scale}"),
+            Task::Deblur(_) => "deblur".into(),
+            Task::Denoise { .. } => "denoise".into(),
+            Task::Colorize => "colorize".into(),
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! `vml-filter train`: the default model's training loop.
