@@ -46,3 +46,26 @@ pub trait Solver {
         on_progress: &mut dyn FnMut(Progress) -> Control,
     ) -> Option<Tensor>;
 }
+
+/// Settings common to the methods; `None` means the method's own default (documented in
+/// docs/algorithm.md). Method-specific knobs are added here as named fields.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct SolverOptions {
+    /// Number of reverse diffusion steps N.
+    pub steps: Option<usize>,
+    /// Inner iterations K per step (VML-MAP).
+    pub iters: Option<usize>,
+}
+
+/// Method names accepted by `build`, in the order the CLI lists them.
+pub const METHODS: &[&str] = &["vml-map", "vml-map-pre", "dps", "ddrm", "pigdm", "classical"];
+
+/// Builds the solver called `method`.
+pub fn build(method: &str, opts: &SolverOptions) -> crate::Result<Box<dyn Solver>> {
+    let _ = opts;
+    Err(crate::Error::Usage(format!(
+        "method '{method}' is not available yet; known methods: {}",
+        METHODS.join(", ")
+    )))
+}
