@@ -37,8 +37,9 @@ pub enum Task {
     /// Undo down-sampling by `scale` (2, 4 or 8).
     Sr {
         scale: u32,
+        /// How the low-resolution image was made (`"downsample": "bicubic"`).
         #[serde(default)]
-        method: SrKind,
+        downsample: SrKind,
     },
     /// Undo a blur.
     Deblur(Blur),
@@ -59,5 +60,22 @@ impl Task {
             Task::Denoise { .. } => "denoise".into(),
             Task::Colorize => "colorize".into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protocol_shape_of_tasks() {
+        let t: Task = serde_json::from_str(r#"{"kind":"sr","scale":4}"#).unwrap();
+        assert_eq!(t, Task::Sr { scale: 4, downsample: SrKind::Avgpool });
+        let t: Task = serde_json::from_str(r#"{"kind":"deblur","kernel":"gaussian","sigma":3}"#).unwrap();
+        assert_eq!(t, Task::Deblur(Blur::Gaussian { sigma: 3.0 }));
+        let t: Task =
+            serde_json::from_str(r#"{"kind":"deblur","kernel":"motion","length":9,"angle":30}"#).unwrap();
+        assert_eq!(t, Task::Deblur(Blur::Motion { length: 9.0, angle: 30.0 }));
+        assert!(serde_json::from_str::<Task>(r#"{"kind":"paint"}"#).is_err());
     }
 }
