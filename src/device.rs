@@ -13,9 +13,13 @@ pub fn parse_device(name: &str) -> Result<Device> {
         other => match other.strip_prefix("cuda:") {
             Some(n) => match n.parse::<usize>() {
                 Ok(i) => cuda(i),
-                Err(_) => Err(Error::Usage(format!("bad device '{other}': expected auto, cpu, cuda or cuda:N"))),
+                Err(_) => Err(Error::Usage(format!(
+                    "bad device '{other}': expected auto, cpu, cuda or cuda:N"
+                ))),
             },
-            None => Err(Error::Usage(format!("bad device '{other}': expected auto, cpu, cuda or cuda:N"))),
+            None => Err(Error::Usage(format!(
+                "bad device '{other}': expected auto, cpu, cuda or cuda:N"
+            ))),
         },
     }
 }
@@ -28,7 +32,9 @@ fn cuda(index: usize) -> Result<Device> {
     }
     let count = tch::Cuda::device_count() as usize;
     if index >= count {
-        return Err(Error::Device(format!("CUDA device {index} requested but only {count} present")));
+        return Err(Error::Device(format!(
+            "CUDA device {index} requested but only {count} present"
+        )));
     }
     Ok(Device::Cuda(index))
 }

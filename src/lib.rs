@@ -12,12 +12,12 @@
 pub mod device;
 pub mod diffusion;
 pub mod error;
+pub mod io;
 pub mod model;
 pub mod operators;
+pub mod protocol;
 pub mod solvers;
 pub mod task;
-pub mod io;
-pub mod protocol;
 pub mod train;
 
 pub use error::{Error, Result};

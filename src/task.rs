@@ -25,7 +25,11 @@ pub enum Blur {
     /// Line of `length` pixels at `angle` degrees (counter-clockwise from the x axis).
     Motion { length: f64, angle: f64 },
     /// Any kernel, row-major `height`×`width`, normalised to sum 1 when built.
-    Custom { width: u32, height: u32, weights: Vec<f32> },
+    Custom {
+        width: u32,
+        height: u32,
+        weights: Vec<f32>,
+    },
 }
 
 /// The degradation to undo.
@@ -70,12 +74,26 @@ mod tests {
     #[test]
     fn protocol_shape_of_tasks() {
         let t: Task = serde_json::from_str(r#"{"kind":"sr","scale":4}"#).unwrap();
-        assert_eq!(t, Task::Sr { scale: 4, downsample: SrKind::Avgpool });
-        let t: Task = serde_json::from_str(r#"{"kind":"deblur","kernel":"gaussian","sigma":3}"#).unwrap();
+        assert_eq!(
+            t,
+            Task::Sr {
+                scale: 4,
+                downsample: SrKind::Avgpool
+            }
+        );
+        let t: Task =
+            serde_json::from_str(r#"{"kind":"deblur","kernel":"gaussian","sigma":3}"#).unwrap();
         assert_eq!(t, Task::Deblur(Blur::Gaussian { sigma: 3.0 }));
         let t: Task =
-            serde_json::from_str(r#"{"kind":"deblur","kernel":"motion","length":9,"angle":30}"#).unwrap();
-        assert_eq!(t, Task::Deblur(Blur::Motion { length: 9.0, angle: 30.0 }));
+            serde_json::from_str(r#"{"kind":"deblur","kernel":"motion","length":9,"angle":30}"#)
+                .unwrap();
+        assert_eq!(
+            t,
+            Task::Deblur(Blur::Motion {
+                length: 9.0,
+                angle: 30.0
+            })
+        );
         assert!(serde_json::from_str::<Task>(r#"{"kind":"paint"}"#).is_err());
     }
 }

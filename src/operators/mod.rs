@@ -18,7 +18,12 @@ pub enum OperatorError {
     #[error("{0}")]
     Invalid(String),
     #[error("mask is {got_w}×{got_h} but the image is {want_w}×{want_h}")]
-    MaskSize { got_w: i64, got_h: i64, want_w: i64, want_h: i64 },
+    MaskSize {
+        got_w: i64,
+        got_h: i64,
+        want_w: i64,
+        want_h: i64,
+    },
     #[error("inpainting needs a mask")]
     MissingMask,
     #[error("the mask selects no pixel to restore")]
@@ -62,7 +67,13 @@ pub trait Operator: Send + Sync {
 /// Builds the operator for `task` on images of shape `(C, H, W)`. `mask` is `(H, W)` with
 /// 1 where the pixel is unknown (inpainting only); other tasks ignore it here (the caller
 /// uses it to limit where the result applies).
-pub fn build(task: &Task, shape: [i64; 3], mask: Option<&Tensor>) -> Result<Box<dyn Operator>, OperatorError> {
+pub fn build(
+    task: &Task,
+    shape: [i64; 3],
+    mask: Option<&Tensor>,
+) -> Result<Box<dyn Operator>, OperatorError> {
     let _ = (task, shape, mask);
-    Err(OperatorError::Invalid("operators are not implemented yet".into()))
+    Err(OperatorError::Invalid(
+        "operators are not implemented yet".into(),
+    ))
 }

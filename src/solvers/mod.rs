@@ -59,7 +59,14 @@ pub struct SolverOptions {
 }
 
 /// Method names accepted by `build`, in the order the CLI lists them.
-pub const METHODS: &[&str] = &["vml-map", "vml-map-pre", "dps", "ddrm", "pigdm", "classical"];
+pub const METHODS: &[&str] = &[
+    "vml-map",
+    "vml-map-pre",
+    "dps",
+    "ddrm",
+    "pigdm",
+    "classical",
+];
 
 /// Builds the solver called `method`.
 pub fn build(method: &str, opts: &SolverOptions) -> crate::Result<Box<dyn Solver>> {
