@@ -12,6 +12,7 @@
 pub mod device;
 pub mod diffusion;
 pub mod error;
+pub mod inspect;
 pub mod io;
 pub mod model;
 pub mod operators;

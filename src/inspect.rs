@@ -1,0 +1,99 @@
+//! Developer commands over raw networks: `eval-net` (the numerical-parity hook) and
+//! `models inspect` (names and shapes in a checkpoint).
+
+use crate::device::parse_device;
+use crate::error::{Error, Result};
+use crate::model::{load::read_tensors, load_network, Precision};
+use std::path::PathBuf;
+use tch::{Kind, Tensor};
+
+/// `vml-filter eval-net`: evaluates the raw network on a `.npy` batch.
+#[derive(Debug, clap::Args)]
+pub struct EvalNetArgs {
+    /// Checkpoint (.pt, .pth, .bin or .safetensors).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Architecture: ffhq-256, imagenet-256, default, or a config JSON file.
+    #[arg(long)]
+    pub arch: Option<String>,
+    /// N×C×H×W float32 .npy input.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Integer timestep, the same for the whole batch.
+    #[arg(long)]
+    pub timestep: i64,
+    /// Class labels (.npy of N integers) for class-conditional models.
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
+    /// Output .npy (raw network output, float32).
+    #[arg(long)]
+    pub output: PathBuf,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// fp32, fp16 or bf16 (half precisions on CUDA).
+    #[arg(long, default_value = "fp32")]
+    pub precision: String,
+}
+
+pub fn eval_net(args: &EvalNetArgs) -> Result<()> {
+    let device = parse_device(&args.device)?;
+    let precision = Precision::parse(&args.precision).ok_or_else(|| {
+        Error::Usage(format!(
+            "bad precision '{}': fp32, fp16 or bf16",
+            args.precision
+        ))
+    })?;
+    let net = load_network(&args.model, args.arch.as_deref(), device, precision)?;
+    let x = read_npy(&args.input)?;
+    let cfg = net.config();
+    let size = x.size();
+    if size.len() != 4 || size[1] != cfg.in_channels {
+        return Err(Error::Input(format!(
+            "input must be N×{}×H×W, got {size:?}",
+            cfg.in_channels
+        )));
+    }
+    let m = cfg.size_multiple();
+    if size[2] % m != 0 || size[3] % m != 0 {
+        return Err(Error::Input(format!(
+            "H and W must be multiples of {m}, got {}×{}",
+            size[2], size[3]
+        )));
+    }
+    let labels = args.labels.as_ref().map(|p| read_npy(p)).transpose()?;
+    let t = Tensor::full([size[0]], args.timestep as f64, (Kind::Float, device));
+    let x = x.to_kind(Kind::Float).to_device(device);
+    let y = tch::no_grad(|| match &labels {
+        Some(l) => net
+            .unet()
+            .forward_t(&x, &t, Some(&l.to_device(device)), false),
+        None => net.forward(&x, &t),
+    });
+    y.to_kind(Kind::Float)
+        .to_device(tch::Device::Cpu)
+        .write_npy(&args.output)
+        .map_err(|e| {
+            Error::Io(std::io::Error::other(format!(
+                "{}: {e}",
+                args.output.display()
+            )))
+        })
+}
+
+fn read_npy(path: &std::path::Path) -> Result<Tensor> {
+    Tensor::read_npy(path).map_err(|e| Error::Input(format!("cannot read {}: {e}", path.display())))
+}
+
+/// `vml-filter models inspect FILE`: one line per tensor, `name<TAB>shape<TAB>dtype`.
+pub fn inspect(path: &std::path::Path) -> Result<String> {
+    let mut tensors = read_tensors(path, tch::Device::Cpu)?;
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    let total: i64 = tensors.iter().map(|(_, t)| t.numel() as i64).sum();
+    let mut out = format!("# {} tensors, {total} parameters\n", tensors.len());
+    for (name, t) in tensors {
+        let shape: Vec<String> = t.size().iter().map(|d| d.to_string()).collect();
+        out.push_str(&format!("{name}\t{}\t{:?}\n", shape.join(","), t.kind()));
+    }
+    Ok(out)
+}
