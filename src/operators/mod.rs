@@ -7,10 +7,28 @@
 //!   tensors `(N, C', H', W')` (for inpainting, the masked image with zeros where unknown).
 //! - `H = U Σ Vᵀ`: `vt` maps an image to `D = C·H·W` spectral coefficients, `ut` maps a
 //!   measurement to `M ≤ D` coefficients, and `H x = u(s ⊙ vt(x)[.., ..M])` where `s` are
-//!   the `M` singular values (zeros allowed).
+//!   the `M` singular values (zeros allowed, not sorted).
+//! - Operators compute on the device and in the float kind of their argument; their own
+//!   tables live on the host in f64 (tch tensors are not `Sync`, operators must be).
+//!
+//! The operators (maths in `../shared/docs/vml-map.md`, "Operators the engine needs"):
+//! inpainting (`inpaint`), super-resolution by block mean or bicubic (`sr`, separable),
+//! Gaussian / uniform blur (`blur`, separable with symmetric boundary), motion and user
+//! kernels (`blur`, circular convolution diagonalised by a real Fourier basis in
+//! `circular`), colorization (`colorize`) and denoising (`denoise`).
+
+pub mod blur;
+pub mod circular;
+pub mod colorize;
+pub mod denoise;
+pub mod inpaint;
+pub mod separable;
+pub mod sr;
+
+pub use inpaint::{box_mask, half_mask, mask_from_image, random_mask};
 
 use crate::task::Task;
-use tch::Tensor;
+use tch::{Device, Kind, Tensor};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -40,7 +58,8 @@ pub trait Svd: Send + Sync {
     fn ut(&self, y: &Tensor) -> Tensor;
     /// `U c`: `(N, M)` → measurement.
     fn u(&self, c: &Tensor) -> Tensor;
-    /// The `M` singular values, pairing with the first `M` entries of `vt`.
+    /// The `M` singular values, pairing with the first `M` entries of `vt`; f64 on the
+    /// CPU (callers move them to their device and kind).
     fn singular_values(&self) -> Tensor;
 }
 
@@ -62,6 +81,11 @@ pub trait Operator: Send + Sync {
     fn svd(&self) -> Option<&dyn Svd> {
         None
     }
+    /// The concrete operator, so that task-specific code (the classical baselines) can
+    /// reach its parameters; `None` for operators that do not offer it.
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        None
+    }
 }
 
 /// Builds the operator for `task` on images of shape `(C, H, W)`. `mask` is `(H, W)` with
@@ -72,8 +96,219 @@ pub fn build(
     shape: [i64; 3],
     mask: Option<&Tensor>,
 ) -> Result<Box<dyn Operator>, OperatorError> {
-    let _ = (task, shape, mask);
-    Err(OperatorError::Invalid(
-        "operators are not implemented yet".into(),
-    ))
+    check_shape(shape)?;
+    Ok(match task {
+        Task::Inpaint => Box::new(inpaint::Inpaint::new(
+            shape,
+            mask.ok_or(OperatorError::MissingMask)?,
+        )?),
+        Task::Sr { scale, downsample } => Box::new(sr::build(shape, *scale, *downsample)?),
+        Task::Deblur(blur) => blur::build(shape, blur)?,
+        Task::Denoise { sigma } => Box::new(denoise::Denoise::new(shape, *sigma)?),
+        Task::Colorize => Box::new(colorize::Colorize::new(shape)?),
+    })
+}
+
+/// The image shape `(C, H, W)` whose measurement has shape `y_shape` under `task`: what
+/// the filter builds the operator with when it is handed a measurement to restore.
+pub fn x_shape_for(task: &Task, y_shape: [i64; 3]) -> Result<[i64; 3], OperatorError> {
+    check_shape(y_shape)?;
+    let [c, h, w] = y_shape;
+    Ok(match task {
+        Task::Sr { scale, .. } => {
+            let s = sr::check_scale(*scale)?;
+            [c, h * s, w * s]
+        }
+        Task::Colorize => [3, h, w],
+        _ => y_shape,
+    })
+}
+
+/// `y = H x + σ_y n` with `n ~ N(0, I)` drawn from `seed` on the host, so the same seed
+/// gives the same measurement on every device. Noise only enters the measured entries
+/// (for inpainting, unknown pixels stay exactly 0). A σ_y that is not a positive finite
+/// number adds no noise.
+pub fn degrade(x: &Tensor, op: &dyn Operator, sigma_y: f64, seed: u64) -> Tensor {
+    let y = op.forward(x);
+    if !(sigma_y.is_finite() && sigma_y > 0.0) {
+        return y;
+    }
+    let n = gaussian_noise(&y.size(), seed)
+        .to_device(y.device())
+        .to_kind(y.kind());
+    y + project_measurement(op, &n) * sigma_y
+}
+
+/// The measurement as an image to write: `degrade`'s output clamped to [-1, 1] and kept at
+/// its own size: the small image for super-resolution, one gray channel for colorization,
+/// the masked image with unknown pixels at 0 (mid-gray) for inpainting, the blurred or
+/// noisy image otherwise.
+pub fn measurement_to_image(y: &Tensor) -> Tensor {
+    y.clamp(-1.0, 1.0)
+}
+
+/// Reads an image `(N, C, H, W)` back as a measurement for `op`, the inverse of
+/// `measurement_to_image`. For colorization a 3-channel picture is turned gray by the
+/// operator's own rule (mean of R, G, B); for inpainting the values under the mask are
+/// ignored (set to 0).
+pub fn measurement_from_image(img: &Tensor, op: &dyn Operator) -> Result<Tensor, OperatorError> {
+    let size = img.size();
+    if size.len() != 4 {
+        return Err(OperatorError::Invalid(format!(
+            "measurement must be (N, C, H, W), got {size:?}"
+        )));
+    }
+    let [c, h, w] = op.y_shape();
+    let img = if size[1] == 3 && c == 1 && op.x_shape()[0] == 3 {
+        img.mean_dim(1, true, img.kind())
+    } else {
+        img.shallow_clone()
+    };
+    if img.size()[1..] != [c, h, w] {
+        return Err(OperatorError::Invalid(format!(
+            "measurement is {}×{} with {} channel(s) but the operator expects {w}×{h} with {c}",
+            size[3], size[2], size[1]
+        )));
+    }
+    Ok(project_measurement(op, &img))
+}
+
+/// Projects a measurement-shaped tensor onto the measurement subspace `U Uᵀ` when the
+/// measurement space is larger than the range (inpainting); otherwise returns it as is.
+fn project_measurement(op: &dyn Operator, t: &Tensor) -> Tensor {
+    if let Some(svd) = op.svd() {
+        let [c, h, w] = op.y_shape();
+        if svd.singular_values().numel() < (c * h * w) as usize {
+            return svd.u(&svd.ut(t));
+        }
+    }
+    t.shallow_clone()
+}
+
+/// Standard normal noise of `shape`, f64 on the CPU, from a counter-based generator
+/// (SplitMix64 and Box–Muller): reproducible for a seed whatever the device or thread.
+pub fn gaussian_noise(shape: &[i64], seed: u64) -> Tensor {
+    let n: i64 = shape.iter().product();
+    let mut rng = SplitMix64::new(seed);
+    let mut v = Vec::with_capacity(n.max(0) as usize);
+    while (v.len() as i64) < n {
+        // Box–Muller: u1 in (0, 1] keeps the log finite.
+        let u1 = 1.0 - rng.next_f64();
+        let u2 = rng.next_f64();
+        let r = (-2.0 * u1.ln()).sqrt();
+        let t = 2.0 * std::f64::consts::PI * u2;
+        v.push(r * t.cos());
+        if (v.len() as i64) < n {
+            v.push(r * t.sin());
+        }
+    }
+    Tensor::from_slice(&v).reshape(shape)
+}
+
+/// SplitMix64 (Steele, Lea, Flood 2014): tiny, fast, good enough for masks and noise.
+pub(crate) struct SplitMix64(u64);
+
+impl SplitMix64 {
+    pub(crate) fn new(seed: u64) -> Self {
+        SplitMix64(seed)
+    }
+    pub(crate) fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [0, 1) with 53 random bits.
+    pub(crate) fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
+}
+
+pub(crate) fn check_shape(shape: [i64; 3]) -> Result<(), OperatorError> {
+    if shape.iter().any(|&d| d <= 0) {
+        return Err(OperatorError::Invalid(format!(
+            "image shape {shape:?} has an empty dimension"
+        )));
+    }
+    Ok(())
+}
+
+/// A dense f64 table on the host, turned into a tensor on the device and in the kind of
+/// the data it meets.
+#[derive(Clone, Debug)]
+pub(crate) struct Host {
+    data: Vec<f64>,
+    shape: Vec<i64>,
+}
+
+impl Host {
+    pub(crate) fn new(data: Vec<f64>, shape: &[i64]) -> Self {
+        debug_assert_eq!(data.len() as i64, shape.iter().product::<i64>());
+        Host {
+            data,
+            shape: shape.to_vec(),
+        }
+    }
+    pub(crate) fn from_tensor(t: &Tensor) -> Result<Self, OperatorError> {
+        let t = t.to_device(Device::Cpu).to_kind(Kind::Double).contiguous();
+        let data = Vec::<f64>::try_from(&t.reshape([-1]))
+            .map_err(|e| OperatorError::Invalid(e.to_string()))?;
+        Ok(Host {
+            data,
+            shape: t.size(),
+        })
+    }
+    pub(crate) fn data(&self) -> &[f64] {
+        &self.data
+    }
+    /// f64 on the CPU.
+    pub(crate) fn tensor(&self) -> Tensor {
+        Tensor::from_slice(&self.data).reshape(self.shape.as_slice())
+    }
+    /// On `like`'s device, in `like`'s kind.
+    pub(crate) fn like(&self, like: &Tensor) -> Tensor {
+        self.tensor().to_device(like.device()).to_kind(like.kind())
+    }
+}
+
+/// Index list on the host, for `index_select` / `index_copy` on the device of `like`.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Indices(pub(crate) Vec<i64>);
+
+impl Indices {
+    pub(crate) fn on(&self, like: &Tensor) -> Tensor {
+        Tensor::from_slice(&self.0).to_device(like.device())
+    }
+    pub(crate) fn len(&self) -> i64 {
+        self.0.len() as i64
+    }
+}
+
+/// `1/s` where `s > tol · max(s)`, else 0: the pseudo-inverse of a diagonal. The relative
+/// tolerance is `PINV_RTOL` for every operator.
+pub(crate) fn pinv_diag(s: &[f64]) -> Vec<f64> {
+    let max = s.iter().cloned().fold(0.0, f64::max);
+    s.iter()
+        .map(|&v| {
+            if v > PINV_RTOL * max && v > 0.0 {
+                1.0 / v
+            } else {
+                0.0
+            }
+        })
+        .collect()
+}
+
+/// Singular values below this fraction of the largest are treated as 0 by `pinv`.
+pub const PINV_RTOL: f64 = 1e-6;
+
+pub(crate) fn finite_positive(name: &str, v: f64) -> Result<f64, OperatorError> {
+    if v.is_finite() && v > 0.0 {
+        Ok(v)
+    } else {
+        Err(OperatorError::Invalid(format!(
+            "{name} must be a positive finite number, got {v}"
+        )))
+    }
 }

@@ -1,0 +1,499 @@
+//! Operator identities on random float64 data, for every task and several shapes
+//! (square, non-square, odd, batch 2): adjoint, SVD reconstruction, orthonormal U and V,
+//! `H H⁺ H = H`, `H⁺` against the dense pseudo-inverse, and the error cases.
+
+use tch::{Device, Kind, Tensor};
+use vml::operators::{self, Operator, OperatorError, PINV_RTOL};
+use vml::task::{Blur, SrKind, Task};
+
+const TOL: f64 = 1e-9;
+
+fn randn(shape: &[i64], seed: u64) -> Tensor {
+    operators::gaussian_noise(shape, seed)
+}
+
+fn batch(shape: [i64; 3], seed: u64) -> Tensor {
+    randn(&[2, shape[0], shape[1], shape[2]], seed)
+}
+
+fn max_abs(t: &Tensor) -> f64 {
+    t.abs().max().double_value(&[])
+}
+
+/// `‖a − b‖∞ / max(1, ‖b‖∞)`.
+fn rel_err(a: &Tensor, b: &Tensor) -> f64 {
+    assert_eq!(a.size(), b.size(), "shapes differ");
+    max_abs(&(a - b)) / max_abs(b).max(1.0)
+}
+
+fn dot(a: &Tensor, b: &Tensor) -> f64 {
+    (a * b).sum(Kind::Double).double_value(&[])
+}
+
+/// The dense matrix of `H` (`dim y × dim x`), column by column.
+fn dense(op: &dyn Operator) -> Tensor {
+    let d: i64 = op.x_shape().iter().product();
+    let [c, h, w] = op.x_shape();
+    let eye = Tensor::eye(d, (Kind::Double, Device::Cpu)).reshape([d, c, h, w]);
+    op.forward(&eye).reshape([d, -1]).tr()
+}
+
+fn check_operator(op: &dyn Operator, seed: u64) {
+    let name = op.name();
+    let xs = op.x_shape();
+    let ys = op.y_shape();
+    let x = batch(xs, seed);
+    let y = batch(ys, seed + 1);
+    let hx = op.forward(&x);
+    assert_eq!(hx.size(), vec![2, ys[0], ys[1], ys[2]], "{name}: y shape");
+
+    // ⟨Hx, y⟩ = ⟨x, Hᵀy⟩.
+    let (l, r) = (dot(&hx, &y), dot(&x, &op.adjoint(&y)));
+    assert!(
+        (l - r).abs() <= TOL * l.abs().max(1.0),
+        "{name}: adjoint {l} vs {r}"
+    );
+
+    // H H⁺ H = H.
+    let hphx = op.forward(&op.pinv(&hx));
+    assert!(
+        rel_err(&hphx, &hx) < 1e-8,
+        "{name}: H H⁺ H x ≠ H x ({})",
+        rel_err(&hphx, &hx)
+    );
+
+    // H⁺ equals the dense pseudo-inverse (least-squares minimum-norm solution).
+    let a = dense(op);
+    let want = a
+        .linalg_pinv(PINV_RTOL, false)
+        .matmul(&y.reshape([2, -1]).tr())
+        .tr();
+    let got = op.pinv(&y).reshape([2, -1]);
+    assert!(
+        rel_err(&got, &want) < 1e-7,
+        "{name}: H⁺ vs dense pinv ({})",
+        rel_err(&got, &want)
+    );
+    // Dense forward agrees with the operator on x (sanity of `dense`).
+    let dx = a.matmul(&x.reshape([2, -1]).tr()).tr();
+    assert!(rel_err(&dx, &hx.reshape([2, -1])) < TOL, "{name}: dense H");
+
+    let svd = op.svd().unwrap_or_else(|| panic!("{name}: no SVD"));
+    let s = svd.singular_values();
+    let m = s.size()[0];
+    let d: i64 = xs.iter().product();
+    assert!(m <= d && m <= ys.iter().product::<i64>(), "{name}: M = {m}");
+    assert!(
+        s.min().double_value(&[]) >= 0.0,
+        "{name}: negative singular value"
+    );
+
+    // H x = u(s ⊙ vt(x)[..M]).
+    let c = svd.vt(&x);
+    assert_eq!(c.size(), vec![2, d], "{name}: vt shape");
+    let rec = svd.u(&(c.narrow(1, 0, m) * &s));
+    assert!(
+        rel_err(&rec, &hx) < TOL,
+        "{name}: U Σ Vᵀ x ≠ H x ({})",
+        rel_err(&rec, &hx)
+    );
+
+    // V orthonormal (square): vt(v(c)) = c and v(vt(x)) = x.
+    let cr = randn(&[2, d], seed + 2);
+    assert!(rel_err(&svd.vt(&svd.v(&cr)), &cr) < TOL, "{name}: Vᵀ V ≠ I");
+    assert!(rel_err(&svd.v(&c), &x) < TOL, "{name}: V Vᵀ ≠ I");
+    // U has orthonormal columns: ut(u(c)) = c; and ⟨u(c), y⟩ = ⟨c, ut(y)⟩.
+    let cm = randn(&[2, m], seed + 3);
+    let ucm = svd.u(&cm);
+    assert_eq!(ucm.size(), vec![2, ys[0], ys[1], ys[2]], "{name}: u shape");
+    assert!(rel_err(&svd.ut(&ucm), &cm) < TOL, "{name}: Uᵀ U ≠ I");
+    let (l, r) = (dot(&ucm, &y), dot(&cm, &svd.ut(&y)));
+    assert!(
+        (l - r).abs() <= TOL * l.abs().max(1.0),
+        "{name}: ut is not the adjoint of u"
+    );
+    // Σ matches the dense singular values.
+    let want_s = Vec::<f64>::try_from(&a.svd(true, false).1).unwrap();
+    let mut got_s = Vec::<f64>::try_from(&s).unwrap();
+    got_s.sort_by(|a, b| b.partial_cmp(a).unwrap());
+    for (i, (g, w)) in got_s.iter().zip(want_s.iter()).enumerate() {
+        assert!((g - w).abs() < 1e-9, "{name}: σ_{i} {g} vs {w}");
+    }
+
+    // Float32 on the same data stays close (the operators follow their input's kind).
+    let x32 = x.to_kind(Kind::Float);
+    let hx32 = op.forward(&x32);
+    assert_eq!(hx32.kind(), Kind::Float, "{name}: f32 in, f32 out");
+    assert!(
+        rel_err(&hx32.to_kind(Kind::Double), &hx) < 1e-4,
+        "{name}: f32 forward"
+    );
+}
+
+const SHAPES: [[i64; 3]; 4] = [[3, 8, 8], [3, 12, 10], [1, 9, 7], [2, 5, 11]];
+
+#[test]
+fn denoise_identities() {
+    for (i, s) in SHAPES.iter().enumerate() {
+        let op = operators::build(&Task::Denoise { sigma: 0.1 }, *s, None).unwrap();
+        check_operator(op.as_ref(), 10 + i as u64);
+    }
+}
+
+#[test]
+fn inpaint_identities() {
+    for (i, &[c, h, w]) in SHAPES.iter().enumerate() {
+        let masks = [
+            operators::box_mask(h, w, 3).unwrap(),
+            operators::random_mask(h, w, 0.4, i as u64).unwrap(),
+            operators::half_mask(h, w).unwrap(),
+        ];
+        for (j, m) in masks.iter().enumerate() {
+            let op = operators::build(&Task::Inpaint, [c, h, w], Some(m)).unwrap();
+            check_operator(op.as_ref(), 20 + 3 * i as u64 + j as u64);
+        }
+    }
+}
+
+#[test]
+fn inpaint_measurement_zero_where_unknown() {
+    let m = operators::box_mask(9, 7, 3).unwrap();
+    let op = operators::build(&Task::Inpaint, [3, 9, 7], Some(&m)).unwrap();
+    let x = batch([3, 9, 7], 5);
+    let y = operators::degrade(&x, op.as_ref(), 0.1, 3);
+    let unknown = m.to_kind(Kind::Double).reshape([1, 1, 9, 7]);
+    assert_eq!(
+        max_abs(&(&y * &unknown)),
+        0.0,
+        "noise leaked into unknown pixels"
+    );
+    assert!(
+        max_abs(&((&y - op.forward(&x)) * (1.0 - &unknown))) > 0.0,
+        "no noise on known pixels"
+    );
+    // Reading an image back ignores what lies under the mask.
+    let back = operators::measurement_from_image(&(&y + &unknown * 0.7), op.as_ref()).unwrap();
+    assert_eq!(max_abs(&(&back - &y)), 0.0);
+}
+
+#[test]
+fn mask_generators() {
+    let b = operators::box_mask(10, 12, 4).unwrap();
+    assert_eq!(b.sum(Kind::Double).double_value(&[]), 16.0);
+    assert_eq!(b.double_value(&[5, 6]), 1.0);
+    assert_eq!(b.double_value(&[0, 0]), 0.0);
+    let r1 = operators::random_mask(16, 16, 0.25, 7).unwrap();
+    let r2 = operators::random_mask(16, 16, 0.25, 7).unwrap();
+    let r3 = operators::random_mask(16, 16, 0.25, 8).unwrap();
+    assert_eq!(r1.sum(Kind::Double).double_value(&[]), 64.0);
+    assert_eq!(max_abs(&(&r1 - &r2)), 0.0, "same seed, same mask");
+    assert!(
+        max_abs(&(&r1 - &r3)) > 0.0,
+        "different seed, different mask"
+    );
+    let h = operators::half_mask(4, 5).unwrap();
+    assert_eq!(h.sum(Kind::Double).double_value(&[]), 12.0);
+    assert_eq!(h.double_value(&[0, 1]), 0.0);
+    assert_eq!(h.double_value(&[0, 2]), 1.0);
+    let img = Tensor::from_slice(&[0.0f32, 0.4, 0.6, 1.0, 0.9, 0.1]).reshape([1, 1, 2, 3]);
+    let m = operators::mask_from_image(&img).unwrap();
+    assert_eq!(
+        Vec::<f32>::try_from(&m.reshape([-1])).unwrap(),
+        vec![0.0, 0.0, 1.0, 1.0, 1.0, 0.0]
+    );
+    assert!(operators::box_mask(4, 4, 0).is_err());
+    assert!(operators::random_mask(4, 4, 1.5, 0).is_err());
+    assert!(operators::random_mask(4, 4, f64::NAN, 0).is_err());
+}
+
+#[test]
+fn colorize_identities() {
+    for (i, &[_, h, w]) in SHAPES.iter().enumerate() {
+        let op = operators::build(&Task::Colorize, [3, h, w], None).unwrap();
+        check_operator(op.as_ref(), 40 + i as u64);
+    }
+}
+
+#[test]
+fn sr_identities() {
+    let cases: [([i64; 3], u32); 5] = [
+        ([3, 8, 8], 2),
+        ([3, 12, 20], 4),
+        ([1, 10, 6], 2),
+        ([1, 16, 8], 8),
+        ([2, 24, 8], 8),
+    ];
+    for (i, (shape, scale)) in cases.iter().enumerate() {
+        for method in [SrKind::Avgpool, SrKind::Bicubic] {
+            let op = operators::build(
+                &Task::Sr {
+                    scale: *scale,
+                    downsample: method,
+                },
+                *shape,
+                None,
+            )
+            .unwrap();
+            assert_eq!(
+                op.y_shape(),
+                [shape[0], shape[1] / *scale as i64, shape[2] / *scale as i64]
+            );
+            check_operator(op.as_ref(), 50 + i as u64);
+        }
+    }
+}
+
+#[test]
+fn sr_avgpool_is_block_mean_and_bicubic_keeps_constants() {
+    let x = batch([3, 12, 8], 1);
+    let op = operators::build(
+        &Task::Sr {
+            scale: 4,
+            downsample: SrKind::Avgpool,
+        },
+        [3, 12, 8],
+        None,
+    )
+    .unwrap();
+    let want = x.avg_pool2d([4, 4], [4, 4], [0, 0], false, true, None);
+    assert!(rel_err(&op.forward(&x), &want) < TOL);
+    let op = operators::build(
+        &Task::Sr {
+            scale: 2,
+            downsample: SrKind::Bicubic,
+        },
+        [1, 10, 6],
+        None,
+    )
+    .unwrap();
+    let ones = Tensor::ones([1, 1, 10, 6], (Kind::Double, Device::Cpu));
+    assert!(
+        max_abs(&(op.forward(&ones) - 1.0)) < 1e-12,
+        "rows of the bicubic matrix sum to 1"
+    );
+}
+
+fn blurs() -> Vec<Blur> {
+    vec![
+        Blur::Gaussian { sigma: 0.6 },
+        Blur::Uniform { size: 3 },
+        Blur::Uniform { size: 4 },
+        Blur::Motion {
+            length: 4.0,
+            angle: 30.0,
+        },
+        Blur::Motion {
+            length: 3.0,
+            angle: 90.0,
+        },
+        Blur::Custom {
+            width: 3,
+            height: 2,
+            weights: vec![1.0, 2.0, 0.5, 0.0, 3.0, 1.0],
+        },
+    ]
+}
+
+#[test]
+fn blur_identities() {
+    for (i, shape) in SHAPES.iter().enumerate() {
+        for (j, b) in blurs().into_iter().enumerate() {
+            let op = operators::build(&Task::Deblur(b), *shape, None).unwrap();
+            check_operator(op.as_ref(), 100 + 10 * i as u64 + j as u64);
+        }
+    }
+}
+
+/// The periodic operator is the true circular convolution with the kernel centred at
+/// `(⌊kh/2⌋, ⌊kw/2⌋)`, checked by a direct sum.
+#[test]
+fn custom_kernel_is_circular_convolution() {
+    let (kh, kw) = (2i64, 3i64);
+    let weights = [1.0f32, 2.0, 0.5, 0.0, 3.0, 1.0];
+    let total: f64 = weights.iter().map(|&v| v as f64).sum();
+    let op = operators::build(
+        &Task::Deblur(Blur::Custom {
+            width: kw as u32,
+            height: kh as u32,
+            weights: weights.to_vec(),
+        }),
+        [1, 5, 6],
+        None,
+    )
+    .unwrap();
+    let x = batch([1, 5, 6], 9).narrow(0, 0, 1);
+    let xv = Vec::<f64>::try_from(&x.reshape([-1])).unwrap();
+    let y = Vec::<f64>::try_from(&op.forward(&x).reshape([-1])).unwrap();
+    let (h, w) = (5i64, 6i64);
+    for i in 0..h {
+        for j in 0..w {
+            let mut acc = 0.0;
+            for a in 0..kh {
+                for b in 0..kw {
+                    let (si, sj) = (
+                        (i - (a - kh / 2)).rem_euclid(h),
+                        (j - (b - kw / 2)).rem_euclid(w),
+                    );
+                    acc +=
+                        weights[(a * kw + b) as usize] as f64 / total * xv[(si * w + sj) as usize];
+                }
+            }
+            assert!(
+                (acc - y[(i * w + j) as usize]).abs() < 1e-12,
+                "pixel ({i}, {j})"
+            );
+        }
+    }
+}
+
+#[test]
+fn gaussian_blur_keeps_constants_and_mean() {
+    let op = operators::build(
+        &Task::Deblur(Blur::Gaussian { sigma: 1.5 }),
+        [1, 16, 13],
+        None,
+    )
+    .unwrap();
+    let ones = Tensor::ones([1, 1, 16, 13], (Kind::Double, Device::Cpu));
+    assert!(max_abs(&(op.forward(&ones) - 1.0)) < 1e-12);
+    let (k, kh, kw) = operators::blur::motion_kernel(7.0, 45.0).unwrap();
+    assert_eq!((kh % 2, kw % 2), (1, 1));
+    assert!((k.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+}
+
+#[test]
+fn degrade_is_reproducible_and_noisy() {
+    let op = operators::build(
+        &Task::Sr {
+            scale: 2,
+            downsample: SrKind::Bicubic,
+        },
+        [3, 8, 6],
+        None,
+    )
+    .unwrap();
+    let x = batch([3, 8, 6], 1);
+    let a = operators::degrade(&x, op.as_ref(), 0.05, 42);
+    let b = operators::degrade(&x, op.as_ref(), 0.05, 42);
+    let c = operators::degrade(&x, op.as_ref(), 0.05, 43);
+    assert_eq!(max_abs(&(&a - &b)), 0.0);
+    assert!(max_abs(&(&a - &c)) > 0.0);
+    let clean = operators::degrade(&x, op.as_ref(), 0.0, 42);
+    let resid = &a - &clean;
+    let std = (resid.square().mean(Kind::Double)).sqrt().double_value(&[]);
+    assert!((std - 0.05).abs() < 0.02, "noise std {std}");
+    assert_eq!(max_abs(&(&clean - op.forward(&x))), 0.0);
+}
+
+#[test]
+fn measurement_images_round_trip() {
+    let op = operators::build(&Task::Colorize, [3, 6, 5], None).unwrap();
+    let x = batch([3, 6, 5], 3).clamp(-1.0, 1.0);
+    let y = operators::measurement_to_image(&op.forward(&x));
+    assert_eq!(y.size(), vec![2, 1, 6, 5]);
+    let back = operators::measurement_from_image(&y, op.as_ref()).unwrap();
+    assert_eq!(max_abs(&(&back - &y)), 0.0);
+    // A gray picture stored as RGB reads back as the same gray.
+    let rgb = operators::measurement_from_image(&y.repeat([1, 3, 1, 1]), op.as_ref()).unwrap();
+    assert!(max_abs(&(&rgb - &y)) < 1e-12);
+    let sr = operators::build(
+        &Task::Sr {
+            scale: 4,
+            downsample: SrKind::Avgpool,
+        },
+        [3, 8, 12],
+        None,
+    )
+    .unwrap();
+    assert!(operators::measurement_from_image(&y, sr.as_ref()).is_err());
+    let task = Task::Sr {
+        scale: 4,
+        downsample: SrKind::Avgpool,
+    };
+    assert_eq!(
+        operators::x_shape_for(&task, [3, 2, 3]).unwrap(),
+        [3, 8, 12]
+    );
+    assert_eq!(
+        operators::x_shape_for(&Task::Colorize, [1, 2, 3]).unwrap(),
+        [3, 2, 3]
+    );
+}
+
+fn err(task: Task, shape: [i64; 3], mask: Option<&Tensor>) -> OperatorError {
+    match operators::build(&task, shape, mask) {
+        Ok(op) => panic!("{} should have been refused", op.name()),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn bad_parameters_are_errors() {
+    let s = [3, 16, 16];
+    let m = operators::box_mask(8, 16, 4).unwrap();
+    assert!(matches!(
+        err(Task::Inpaint, s, Some(&m)),
+        OperatorError::MaskSize { got_h: 8, .. }
+    ));
+    assert!(matches!(
+        err(Task::Inpaint, s, None),
+        OperatorError::MissingMask
+    ));
+    let empty = Tensor::zeros([16, 16], (Kind::Float, Device::Cpu));
+    assert!(matches!(
+        err(Task::Inpaint, s, Some(&empty)),
+        OperatorError::EmptyMask
+    ));
+    let nan = Tensor::full([16, 16], f64::NAN, (Kind::Float, Device::Cpu));
+    err(Task::Inpaint, s, Some(&nan));
+    for scale in [0, 1, 3, 16] {
+        err(
+            Task::Sr {
+                scale,
+                downsample: SrKind::Avgpool,
+            },
+            s,
+            None,
+        );
+    }
+    err(
+        Task::Sr {
+            scale: 4,
+            downsample: SrKind::Bicubic,
+        },
+        [3, 18, 16],
+        None,
+    );
+    for sigma in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+        err(Task::Deblur(Blur::Gaussian { sigma }), s, None);
+    }
+    err(Task::Deblur(Blur::Gaussian { sigma: 3.0 }), s, None); // 19 taps > 16 pixels
+    err(Task::Deblur(Blur::Uniform { size: 0 }), s, None);
+    err(Task::Deblur(Blur::Uniform { size: 17 }), s, None);
+    for (length, angle) in [
+        (-3.0, 0.0),
+        (0.0, 0.0),
+        (f64::NAN, 0.0),
+        (5.0, f64::INFINITY),
+        (40.0, 0.0),
+    ] {
+        err(Task::Deblur(Blur::Motion { length, angle }), s, None);
+    }
+    let custom = |w: u32, h: u32, weights: Vec<f32>| {
+        Task::Deblur(Blur::Custom {
+            width: w,
+            height: h,
+            weights,
+        })
+    };
+    err(custom(2, 2, vec![1.0; 3]), s, None);
+    err(custom(2, 2, vec![1.0, -1.0, 1.0, 1.0]), s, None);
+    err(custom(2, 2, vec![0.0; 4]), s, None);
+    err(custom(2, 2, vec![1.0, f32::NAN, 1.0, 1.0]), s, None);
+    err(custom(17, 1, vec![1.0; 17]), s, None);
+    for sigma in [-0.1, f64::NAN] {
+        err(Task::Denoise { sigma }, s, None);
+    }
+    err(Task::Colorize, [1, 16, 16], None);
+    err(Task::Denoise { sigma: 0.1 }, [3, 0, 16], None);
+}
