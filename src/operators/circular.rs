@@ -195,7 +195,7 @@ impl Circular {
         z.reshape([n, c, h, self.wp(), 2]).view_as_complex()
     }
 
-    fn from_spectrum(&self, f: &Tensor) -> Tensor {
+    fn image_of_spectrum(&self, f: &Tensor) -> Tensor {
         let [_, h, w] = self.shape;
         f.fft_irfft2([h, w].as_slice(), [-2, -1].as_slice(), "ortho")
     }
@@ -247,7 +247,7 @@ impl Svd for Circular {
         self.coefficients(&x.fft_rfft2([h, w].as_slice(), [-2, -1].as_slice(), "ortho"))
     }
     fn v(&self, c: &Tensor) -> Tensor {
-        self.from_spectrum(&self.spectrum(c))
+        self.image_of_spectrum(&self.spectrum(c))
     }
     fn ut(&self, y: &Tensor) -> Tensor {
         let [_, h, w] = self.shape;
@@ -257,7 +257,7 @@ impl Svd for Circular {
     }
     fn u(&self, c: &Tensor) -> Tensor {
         let p = self.phase.like(&real_kind(c)).view_as_complex();
-        self.from_spectrum(&(self.spectrum(c) * p))
+        self.image_of_spectrum(&(self.spectrum(c) * p))
     }
     fn singular_values(&self) -> Tensor {
         Tensor::from_slice(&self.s).repeat([self.shape[0]])
