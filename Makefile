@@ -19,7 +19,7 @@ export LIBTORCH_USE_PYTORCH := 1
 export VIRTUAL_ENV := $(VENV)
 export PATH := $(VENV)/bin:$(PATH)
 
-.PHONY: setup build demo test test-rust clippy fmt clean-venv
+.PHONY: setup build demo test test-rust clippy fmt clean-venv test-shims install-gimp
 
 setup: $(STAMP)
 
@@ -38,6 +38,19 @@ demo: build
 
 test: build
 	cargo test $(CARGO_FLAGS) --locked -- --test-threads=2
+
+# The shims tested in the real programs (tests/shims/): ImageMagick 6 on this machine, GIMP 3 and
+# ImageMagick 7 in a cached Debian trixie root. Needs root and Debian's package archive; the
+# first run builds the root (~2 min), later runs reuse it. Each script prints "N passed, M failed".
+test-shims: build
+	@rc=0; \
+	bash tests/shims/im-test.sh || rc=1; \
+	bash tests/shims/gimp-test.sh || rc=1; \
+	exit $$rc
+
+# Installs the GIMP 3 plug-in for the current user, pointed at this checkout's binary.
+install-gimp: build
+	bash plugin/install.sh --filter $(CURDIR)/$(BIN)
 
 clippy: setup
 	cargo clippy $(CARGO_FLAGS) --all-targets --locked -- -D warnings

@@ -1,0 +1,516 @@
+#!/usr/bin/env python3
+# GIMP 3 plug-in: Filters > Enhance > Restore with VML-MAP...
+#
+# A thin host shim: it turns the active layer (and the selection, when there is one) into one
+# request of vml-filter's JSON-header protocol (docs/protocol.md), shows the progress lines in
+# GIMP's progress bar and puts the answer back as a new layer, inside one undo group.
+# Standard library and gi only: GIMP runs plug-ins with its own Python, without numpy.
+#
+# Where the binary comes from, first match wins: the "vml-filter" argument (remembered by GIMP
+# like every argument), $VML_FILTER, the file "vml-filter-path" next to this script (written by
+# plugin/install.sh), then PATH. See docs/gimp.md.
+
+import array
+import atexit
+import json
+import os
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zlib
+
+import gi
+
+gi.require_version('Gimp', '3.0')
+gi.require_version('GimpUi', '3.0')
+gi.require_version('Gegl', '0.4')
+from gi.repository import Gimp, GimpUi, Gegl, GObject, GLib, Gio  # noqa: E402
+
+PROC_NAME = 'plug-in-vml-restore'
+
+# nick -> protocol task; the nick also names the result layer.
+TASKS = [
+    ('inpaint', 'Inpaint the selection', 'Fill the selected pixels'),
+    ('sr2', 'Super-resolution x2', 'Upscale the image 2 times'),
+    ('sr4', 'Super-resolution x4', 'Upscale the image 4 times'),
+    ('sr8', 'Super-resolution x8', 'Upscale the image 8 times'),
+    ('deblur', 'Deblur', 'Undo a blur of the chosen kernel and size'),
+    ('denoise', 'Denoise', 'Remove Gaussian noise of the chosen strength'),
+    ('colorize', 'Colorize', 'Colour a gray picture'),
+]
+KERNELS = [
+    ('gaussian', 'Gaussian', 'Size is the standard deviation in pixels'),
+    ('uniform', 'Box', 'Size is the box width in pixels'),
+    ('motion', 'Motion', 'Size is the streak length in pixels; see Motion angle'),
+]
+METHODS = [
+    ('vml-map', 'VML-MAP', 'Variational MAP with the diffusion prior (best quality per step)'),
+    ('vml-map-pre', 'VML-MAP (preconditioned)', 'VML-MAP with a preconditioner'),
+    ('dps', 'DPS', 'Diffusion posterior sampling'),
+    ('ddrm', 'DDRM', 'Denoising diffusion restoration models'),
+    ('pigdm', 'PiGDM', 'Pseudo-inverse guided diffusion'),
+    ('classical', 'Classical (no network)', 'Fast classical restoration, no model needed'),
+]
+QUALITY = [
+    ('fast', 'Fast', 'Few solver steps'),
+    ('normal', 'Normal', 'The default number of steps'),
+    ('best', 'Best', 'Many solver steps: slower, sharper'),
+]
+QUALITY_STEPS = {'fast': 8, 'normal': 20, 'best': 50}
+
+# Only this thread may talk to GIMP: the wire protocol between a plug-in and GIMP is not
+# thread-safe, so reader threads only store what they saw.
+_children = []
+
+
+def _kill_children():
+    for p in _children:
+        if p.poll() is None:
+            try:
+                p.kill()
+            except OSError:
+                pass
+
+
+atexit.register(_kill_children)
+
+
+def _on_signal(signum, _frame):
+    # GIMP's Cancel on the progress bar ends this process; take vml-filter along so it does
+    # not keep a CPU or GPU busy for minutes.
+    _kill_children()
+    os._exit(128 + signum)
+
+
+for _s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+    try:
+        signal.signal(_s, _on_signal)
+    except (OSError, ValueError):
+        pass
+
+
+def _die_with_parent():
+    # Runs in the child between fork and exec: the kernel sends SIGKILL to vml-filter when this
+    # plug-in dies, even by SIGKILL, where no handler above can run.
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except Exception:
+        pass
+
+
+class RestoreError(Exception):
+    pass
+
+
+def find_filter(configured):
+    """The vml-filter binary: argument, $VML_FILTER, installed path file, PATH."""
+    candidates = []
+    if configured:
+        candidates.append(('the vml-filter argument', configured))
+    env = os.environ.get('VML_FILTER')
+    if env:
+        candidates.append(('$VML_FILTER', env))
+    path_file = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'vml-filter-path')
+    try:
+        with open(path_file, encoding='utf-8') as f:
+            installed = f.read().strip()
+        if installed:
+            candidates.append((path_file, installed))
+    except OSError:
+        pass
+    for where, path in candidates:
+        path = os.path.expanduser(path)
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+        raise RestoreError('vml-filter not found at %s (from %s)' % (path, where))
+    found = shutil.which('vml-filter')
+    if found:
+        return found
+    raise RestoreError('vml-filter not found: set the "vml-filter" argument, $VML_FILTER, '
+                       'or run plugin/install.sh, or put vml-filter on PATH')
+
+
+# ---------------------------------------------------------------------------------------------
+# Pixels out: GEGL buffer bytes -> PNG, in pure Python (rows unfiltered, zlib level 1: cheap).
+
+def _png_chunk(kind, data):
+    return (struct.pack('>I', len(data)) + kind + data
+            + struct.pack('>I', zlib.crc32(kind + data) & 0xffffffff))
+
+
+def encode_png(raw, width, height, channels, depth):
+    """PNG of `raw` (rows of width*channels samples, big-endian for 16 bits)."""
+    color_type = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
+    stride = width * channels * depth // 8
+    rows = bytearray()
+    for y in range(height):
+        rows.append(0)
+        rows += raw[y * stride:(y + 1) * stride]
+    ihdr = struct.pack('>IIBBBBB', width, height, depth, color_type, 0, 0, 0)
+    return (b'\x89PNG\r\n\x1a\n' + _png_chunk(b'IHDR', ihdr)
+            + _png_chunk(b'IDAT', zlib.compress(bytes(rows), 1)) + _png_chunk(b'IEND', b''))
+
+
+def _to_bytes(data):
+    return data if isinstance(data, (bytes, bytearray)) else bytes(data)
+
+
+def buffer_png(buffer, x, y, width, height, fmt, channels, depth):
+    rect = Gegl.Rectangle.new(x, y, width, height)
+    raw = _to_bytes(buffer.get(rect, 1.0, fmt, Gegl.AbyssPolicy.NONE))
+    if depth == 16 and sys.byteorder == 'little':
+        a = array.array('H')
+        a.frombytes(raw)
+        a.byteswap()
+        raw = a.tobytes()
+    return encode_png(raw, width, height, channels, depth)
+
+
+def layer_format(drawable, high_depth):
+    """Babl format name, channels and bit depth used to send `drawable`."""
+    gray = drawable.is_gray()
+    alpha = drawable.has_alpha()
+    base = ("Y'A" if alpha else "Y'") if gray else ("R'G'B'A" if alpha else "R'G'B'")
+    channels = (1 if gray else 3) + (1 if alpha else 0)
+    depth = 16 if high_depth else 8
+    return '%s u%d' % (base, depth), channels, depth
+
+
+# ---------------------------------------------------------------------------------------------
+# Talking to vml-filter.
+
+def build_task(config):
+    task = config.get_property('task')
+    if task == 'inpaint':
+        return {'kind': 'inpaint'}
+    if task in ('sr2', 'sr4', 'sr8'):
+        return {'kind': 'sr', 'scale': int(task[2:])}
+    if task == 'deblur':
+        kernel = config.get_property('deblur-kernel')
+        size = config.get_property('deblur-size')
+        if kernel == 'gaussian':
+            return {'kind': 'deblur', 'kernel': 'gaussian', 'sigma': size}
+        if kernel == 'uniform':
+            return {'kind': 'deblur', 'kernel': 'uniform', 'size': max(1, int(round(size)))}
+        return {'kind': 'deblur', 'kernel': 'motion', 'length': size,
+                'angle': config.get_property('motion-angle')}
+    if task == 'denoise':
+        return {'kind': 'denoise', 'sigma': config.get_property('denoise-strength')}
+    if task == 'colorize':
+        return {'kind': 'colorize'}
+    raise RestoreError('unknown task %r' % task)
+
+
+def build_options(config):
+    steps = config.get_property('steps')
+    if steps <= 0:
+        steps = QUALITY_STEPS.get(config.get_property('quality'), 20)
+    options = {'method': config.get_property('method'), 'seed': config.get_property('seed'),
+               'steps': steps}
+    model = config.get_property('model')
+    if model:
+        options['model'] = model
+    device = config.get_property('device')
+    if device and device != 'auto':
+        options['device'] = device
+    return options
+
+
+class FilterRun:
+    """One vml-filter child speaking the protocol; pumps its pipes on threads."""
+
+    def __init__(self, binary, header, image, mask):
+        self.progress = 0.0
+        self.stage = ''
+        self.stderr_lines = []
+        self.response = None
+        self.payload = b''
+        self.read_error = None
+        try:
+            self.proc = subprocess.Popen([binary], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=subprocess.PIPE, preexec_fn=_die_with_parent)
+        except OSError as e:
+            raise RestoreError('cannot start %s: %s' % (binary, e))
+        _children.append(self.proc)
+        request = json.dumps(header, separators=(',', ':')).encode() + b'\n'
+        self._threads = [threading.Thread(target=self._write, args=(request, image, mask)),
+                         threading.Thread(target=self._read_stdout),
+                         threading.Thread(target=self._read_stderr)]
+        for t in self._threads:
+            t.daemon = True
+            t.start()
+
+    def _write(self, request, image, mask):
+        try:
+            self.proc.stdin.write(request)
+            self.proc.stdin.write(image)
+            if mask is not None:
+                self.proc.stdin.write(mask)
+            self.proc.stdin.close()
+        except OSError:
+            pass  # the child stopped reading: its answer says why
+
+    def _read_stdout(self):
+        try:
+            line = self.proc.stdout.readline()
+            if not line:
+                return
+            self.response = json.loads(line.decode('utf-8'))
+            n = int(self.response.get('image', {}).get('bytes', 0)) if self.response.get('ok') else 0
+            chunks, got = [], 0
+            while got < n:
+                c = self.proc.stdout.read(n - got)
+                if not c:
+                    break
+                chunks.append(c)
+                got += len(c)
+            self.payload = b''.join(chunks)
+        except (OSError, ValueError) as e:
+            self.read_error = str(e)
+
+    def _read_stderr(self):
+        for raw in self.proc.stderr:
+            line = raw.decode('utf-8', 'replace').strip()
+            if not line:
+                continue
+            if line.startswith('{'):
+                try:
+                    msg = json.loads(line)
+                except ValueError:
+                    msg = None
+                if isinstance(msg, dict) and 'progress' in msg:
+                    self.progress = float(msg.get('progress') or 0.0)
+                    self.stage = str(msg.get('stage') or '')
+                    continue
+            self.stderr_lines.append(line)
+
+    def wait(self, on_tick):
+        while self.proc.poll() is None:
+            on_tick(self.progress, self.stage)
+            time.sleep(0.1)
+        for t in self._threads:
+            t.join(5)
+        on_tick(1.0, self.stage)
+        return self.proc.returncode
+
+    def result(self):
+        code = self.proc.returncode
+        r = self.response
+        if r is not None and not r.get('ok', False):
+            err = r.get('error') or {}
+            raise RestoreError('vml-filter: %s (%s, exit %s)' % (
+                err.get('message', 'failed'), err.get('code', '?'), code))
+        if code != 0 or r is None:
+            tail = '\n'.join(self.stderr_lines[-5:]) or self.read_error or 'no answer'
+            raise RestoreError('vml-filter exited with code %s: %s' % (code, tail))
+        want = int(r['image']['bytes'])
+        if len(self.payload) != want:
+            raise RestoreError('vml-filter sent %d of %d image bytes' % (len(self.payload), want))
+        return r, self.payload
+
+
+# ---------------------------------------------------------------------------------------------
+# The procedure.
+
+def _error(procedure, message):
+    return procedure.new_return_values(Gimp.PDBStatusType.EXECUTION_ERROR,
+                                       GLib.Error.new_literal(Gimp.PlugIn.error_quark(),
+                                                              message, 0))
+
+
+def _crop_box(drawable, task, has_selection):
+    """Region of the drawable to send: the whole layer, or the selection's box plus context."""
+    w, h = drawable.get_width(), drawable.get_height()
+    if task.get('kind') == 'sr' or not has_selection:
+        return 0, 0, w, h
+    ok, x, y, bw, bh = drawable.mask_intersect()
+    if not ok:
+        return None
+    # The network needs surroundings to fill a hole or judge a blur; half the box each side,
+    # at least 32 pixels.
+    pad = max(32, max(bw, bh) // 2)
+    x0, y0 = max(0, x - pad), max(0, y - pad)
+    x1, y1 = min(w, x + bw + pad), min(h, y + bh + pad)
+    return x0, y0, x1 - x0, y1 - y0
+
+
+def restore(procedure, run_mode, image, drawables, config, data):
+    if run_mode == Gimp.RunMode.INTERACTIVE:
+        GimpUi.init(PROC_NAME)
+        dialog = GimpUi.ProcedureDialog.new(procedure, config, 'Restore with VML-MAP')
+        dialog.fill(None)
+        if not dialog.run():
+            dialog.destroy()
+            return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
+        dialog.destroy()
+
+    if len(drawables) != 1:
+        return _error(procedure, 'Restore with VML-MAP works on exactly one layer (got %d)'
+                      % len(drawables))
+    drawable = drawables[0]
+    if not isinstance(drawable, Gimp.Layer):
+        return _error(procedure, 'Restore with VML-MAP works on layers, not masks or channels')
+
+    Gimp.context_push()
+    image.undo_group_start()
+    tmpdir = None
+    try:
+        task = build_task(config)
+        label = config.get_property('task')
+        binary = find_filter(config.get_property('vml-filter'))
+        has_selection = not Gimp.Selection.is_empty(image)
+        if task['kind'] == 'inpaint' and not has_selection:
+            raise RestoreError('Inpainting fills the selection: select the pixels to restore first')
+        box = _crop_box(drawable, task, has_selection)
+        if box is None:
+            raise RestoreError('The selection does not touch the active layer')
+        bx, by, bw, bh = box
+        ok, ox, oy = drawable.get_offsets()
+
+        high = image.get_precision() not in (Gimp.Precision.U8_LINEAR,
+                                              Gimp.Precision.U8_NON_LINEAR,
+                                              Gimp.Precision.U8_PERCEPTUAL)
+        fmt, channels, depth = layer_format(drawable, high)
+        png = buffer_png(drawable.get_buffer(), bx, by, bw, bh, fmt, channels, depth)
+        mask_png = None
+        if has_selection and task['kind'] != 'sr':
+            # The selection channel lives in image coordinates.
+            mask_png = buffer_png(image.get_selection().get_buffer(), ox + bx, oy + by, bw, bh,
+                                  'Y u8', 1, 8)
+
+        header = {'vml': 1, 'task': task, 'image': {'bytes': len(png)},
+                  'options': build_options(config)}
+        if mask_png is not None:
+            header['mask'] = {'bytes': len(mask_png)}
+
+        Gimp.progress_init('Restoring with VML-MAP (%s)' % label)
+        run = FilterRun(binary, header, png, mask_png)
+        last = [-1.0, None]
+
+        def tick(fraction, stage):
+            if abs(fraction - last[0]) >= 0.005:
+                Gimp.progress_update(max(0.0, min(1.0, fraction)))
+                last[0] = fraction
+            if stage and stage != last[1]:
+                Gimp.progress_set_text('VML-MAP %s: %s' % (label, stage))
+                last[1] = stage
+
+        run.wait(tick)
+        response, payload = run.result()
+
+        # GIMP decodes the answer: it reads every format vml-filter may write, fast.
+        tmpdir = tempfile.mkdtemp(prefix='vml-restore-')
+        out_path = os.path.join(tmpdir, 'result.' + response['image'].get('format', 'png'))
+        with open(out_path, 'wb') as f:
+            f.write(payload)
+
+        if task['kind'] == 'colorize' and image.get_base_type() != Gimp.ImageBaseType.RGB:
+            image.convert_rgb()
+        position = image.get_item_position(drawable)
+        parent = drawable.get_parent()
+
+        if task['kind'] == 'sr':
+            s = task['scale']
+            image.scale(image.get_width() * s, image.get_height() * s)
+            result = Gimp.file_load_layer(Gimp.RunMode.NONINTERACTIVE, image,
+                                          Gio.File.new_for_path(out_path))
+            if result.get_width() != bw * s or result.get_height() != bh * s:
+                raise RestoreError('vml-filter returned %dx%d, expected %dx%d' % (
+                    result.get_width(), result.get_height(), bw * s, bh * s))
+            result.set_name(label)
+            image.insert_layer(result, parent, position)
+            result.set_offsets(ox * s, oy * s)
+        else:
+            # A copy of the layer with the answer composited through the selection on top:
+            # outside the selection the new layer equals the old one exactly, a feathered
+            # selection blends, and toggling the layer compares before and after.
+            answer = Gimp.file_load_layer(Gimp.RunMode.NONINTERACTIVE, image,
+                                          Gio.File.new_for_path(out_path))
+            if answer.get_width() != bw or answer.get_height() != bh:
+                raise RestoreError('vml-filter returned %dx%d, expected %dx%d' % (
+                    answer.get_width(), answer.get_height(), bw, bh))
+            base = Gimp.Layer.new_from_drawable(drawable, image)
+            image.insert_layer(base, parent, position)
+            image.insert_layer(answer, parent, position)
+            answer.set_offsets(ox + bx, oy + by)
+            if has_selection:
+                answer.add_mask(answer.create_mask(Gimp.AddMaskType.SELECTION))
+            result = image.merge_down(answer, Gimp.MergeType.CLIP_TO_BOTTOM_LAYER)
+            result.set_name(label)
+        image.set_selected_layers([result])
+        Gimp.progress_end()
+        Gimp.displays_flush()
+        return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
+    except RestoreError as e:
+        return _error(procedure, str(e))
+    except Exception as e:  # a GIMP call failed: say which, do not crash the plug-in
+        return _error(procedure, 'Restore with VML-MAP failed: %s: %s' % (type(e).__name__, e))
+    finally:
+        _kill_children()
+        if tmpdir:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+        image.undo_group_end()
+        Gimp.context_pop()
+
+
+def _choice(entries):
+    c = Gimp.Choice.new()
+    for i, (nick, label, help_text) in enumerate(entries):
+        c.add(nick, i, label, help_text)
+    return c
+
+
+class VmlRestore(Gimp.PlugIn):
+    def do_set_i18n(self, name):
+        return False  # English only: no catalog to look for
+
+    def do_query_procedures(self):
+        return [PROC_NAME]
+
+    def do_create_procedure(self, name):
+        Gegl.init(None)
+        p = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, restore, None)
+        p.set_image_types('RGB*, GRAY*')
+        p.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.DRAWABLE)
+        p.set_menu_label('Restore with VML-MAP...')
+        p.add_menu_path('<Image>/Filters/Enhance')
+        p.set_documentation(
+            'Restore the layer with a diffusion prior (VML-MAP)',
+            'Inpaints the selection, upscales the image, deblurs, denoises or colorizes the '
+            'active layer with vml-filter. The result goes to a new layer named after the '
+            'task; with a selection, only the selected pixels change.',
+            name)
+        p.set_attribution('vml-filter authors', 'vml-filter authors', '2026')
+        rw = GObject.ParamFlags.READWRITE
+        p.add_choice_argument('task', 'Task', 'What to restore', _choice(TASKS), 'inpaint', rw)
+        p.add_choice_argument('deblur-kernel', 'Blur kernel', 'Kernel of the blur to undo',
+                              _choice(KERNELS), 'gaussian', rw)
+        p.add_double_argument('deblur-size', 'Blur size', 'Gaussian sigma, box width or '
+                              'motion length, in pixels', 0.3, 64.0, 2.0, rw)
+        p.add_double_argument('motion-angle', 'Motion angle', 'Direction of a motion blur, '
+                              'degrees counter-clockwise', -180.0, 180.0, 0.0, rw)
+        p.add_double_argument('denoise-strength', 'Noise strength', 'Standard deviation of '
+                              'the noise on the [-1, 1] pixel scale', 0.0, 1.0, 0.1, rw)
+        p.add_choice_argument('method', 'Method', 'Restoration algorithm', _choice(METHODS),
+                              'vml-map', rw)
+        p.add_choice_argument('quality', 'Quality', 'Preset for the number of solver steps',
+                              _choice(QUALITY), 'normal', rw)
+        p.add_int_argument('steps', 'Steps', 'Solver steps; 0 = from Quality', 0, 1000, 0, rw)
+        p.add_int_argument('seed', 'Seed', 'Random seed', 0, 2 ** 31 - 1, 0, rw)
+        p.add_string_argument('model', 'Model file', 'Model file; empty = the default model',
+                              '', rw)
+        p.add_string_argument('device', 'Device', 'auto, cpu, cuda or cuda:N', 'auto', rw)
+        p.add_string_argument('vml-filter', 'vml-filter binary', 'Path of vml-filter; empty = '
+                              '$VML_FILTER, the installed path, then PATH', '', rw)
+        return p
+
+
+Gimp.main(VmlRestore.__gtype__, sys.argv)

@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# Real-GIMP test of the "Restore with VML-MAP" plug-in.
+#
+# Builds (once, cached in /var/cache/vml-filter/trixie) a Debian trixie root with GIMP 3, then in
+# a private mount namespace bind-mounts this repo, the vml-filter binary's libraries (the venv's
+# LibTorch, at the same absolute paths) and a scratch folder into it, installs the plug-in with
+# plugin/install.sh and runs gimp-console-3.0 headless with tests/shims/gimp_batch.py, which calls
+# the procedure through the PDB. The checks on the saved images run here, with ImageMagick.
+#
+#   tests/shims/gimp-test.sh                 (needs root; VML_FILTER=... to test another binary)
+#   VML_TEST_METHOD=vml-map tests/shims/...  use the network instead of the classical method
+#
+# When the root cannot be built the test FAILS, loudly: it never passes without running GIMP.
+set -uo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=lib.sh
+source "$here/lib.sh"
+repo=$(repo_root)
+
+# --- outside ---------------------------------------------------------------------------------
+T0=$SECONDS
+echo "# GIMP 3 plug-in test (real gimp-console-3.0 in a Debian trixie root)"
+
+if [[ $(id -u) != 0 ]]; then
+    fail "gimp-test needs root (debootstrap, chroot, mounts)"
+    finish
+fi
+bin=$(find_vml_filter) || { fail "vml-filter binary present"; finish; }
+ensure_imagemagick || { fail "ImageMagick on the host"; finish; }
+IM_COMPARE=/usr/bin/compare
+IM=/usr/bin/convert
+
+t=$SECONDS
+root=$("$here/trixie-root.sh") || {
+    fail "Debian trixie root with GIMP 3 could not be built (see the message above)"
+    finish
+}
+echo "# trixie root ready in $((SECONDS - t)) s: $root"
+
+out=$(mktemp -d /tmp/vml-gimp-test.XXXXXX)
+trap 'rm -rf "$out"' EXIT
+[[ -n ${VML_TEST_KEEP:-} ]] && trap 'echo "kept $out"' EXIT
+
+# A test picture with structure everywhere (so restoration changes pixels) and a white "scratch"
+# inside the rectangle the test selects.
+export VML_TEST_SEL=40,24,24,16
+$IM -size 96x64 plasma:red-blue -seed 3 -blur 0x1 -fill white -draw "rectangle 44,28 59,35" \
+    -type TrueColor -depth 8 "PNG24:$out/in.png"
+
+# Inside the root: install the plug-in as a user would, check that the binary runs there (its
+# libraries come from the bind-mounted venv), then run GIMP headless on the batch script.
+cat >"$out/run.sh" <<EOS
+set -x
+bash "$repo/plugin/install.sh" --filter "$bin" || exit 1
+"$bin" --version </dev/null || exit 1
+timeout 300 gimp-console-3.0 -i -d -f --no-splash --batch-interpreter=python-fu-eval \\
+    -b "exec(open('$repo/tests/shims/gimp_batch.py').read())" --quit
+echo "gimp-console-3.0 exit \$?"
+EOS
+mkdir -p "$out/home"
+t=$SECONDS
+VML_ROOT_HOME=$out/home VML_TEST_OUT=$out VML_TEST_IMG=$out/in.png \
+    VML_TEST_METHOD=${VML_TEST_METHOD:-classical} VML_TEST_ONLY=${VML_TEST_ONLY:-} \
+    "$here/in-root.sh" "$root" "$bin" "$out" -- bash "$out/run.sh" >"$out/gimp.log" 2>&1
+echo "# gimp-console run took $((SECONDS - t)) s"
+grep -E "vml-restore|Traceback|Error|error|exit" "$out/gimp.log" | head -20 | sed 's/^/  log| /'
+
+res=$out/results.json
+if [[ ! -s $res ]]; then
+    fail "GIMP ran the batch script" "no results.json"
+    sed 's/^/  log| /' "$out/gimp.log" | tail -40
+    finish
+fi
+pass "GIMP ran the batch script"
+
+# jq-free reading of results.json.
+r() { python3 -c "import json,sys; d=json.load(open('$res')); v=d
+for k in sys.argv[1:]:
+    v = v[int(k)] if isinstance(v, list) else v.get(k) if isinstance(v, dict) else None
+print(json.dumps(v) if isinstance(v,(list,dict)) else v)" "$@"; }
+
+show_case() {
+    local e
+    e=$(r "$1" exception)
+    [[ $e != None ]] && echo "$e" | sed 's/^/       | /'
+    [[ $(r "$1" message) != "" && $(r "$1" message) != None ]] && echo "       | message: $(r "$1" message)"
+}
+
+[[ $(r done) == True ]] && pass "batch script completed" || fail "batch script completed"
+
+# Region helpers: the selection, blacked out / cropped, for "outside unchanged, inside changed".
+IFS=, read -r sx sy sw sh <<<"$VML_TEST_SEL"
+outside_equal() {
+    local a=$out/a.png b=$out/b.png
+    $IM "$1" -alpha off -fill black -draw "rectangle $sx,$sy $((sx + sw - 1)),$((sy + sh - 1))" "$a"
+    $IM "$2" -alpha off -fill black -draw "rectangle $sx,$sy $((sx + sw - 1)),$((sy + sh - 1))" "$b"
+    [[ $(pixels_differ "$a" "$b") == 0 ]]
+}
+inside_changed() {
+    local a=$out/a.png b=$out/b.png n
+    $IM "$1" -alpha off -crop "${sw}x${sh}+${sx}+${sy}" +repage "$a"
+    $IM "$2" -alpha off -crop "${sw}x${sh}+${sx}+${sy}" +repage "$b"
+    n=$(pixels_differ "$a" "$b")
+    echo "changed pixels inside: $n of $((sw * sh))"
+    [[ $n =~ ^[0-9]+$ && $n -gt $((sw * sh / 4)) ]]
+}
+size_is() { [[ $($IM "$1" -format "%wx%h" info:) == "$2" ]]; }
+
+# inpaint
+if [[ $(r inpaint status) == success ]]; then pass "inpaint: PDB call succeeded"; else
+    fail "inpaint: PDB call succeeded" "$(r inpaint status)"; show_case inpaint; fi
+[[ $(r inpaint layers 0 0) == inpaint && $(r inpaint layers | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))') == 2 ]] &&
+    pass "inpaint: new layer 'inpaint' on top, original kept" ||
+    fail "inpaint: new layer 'inpaint' on top, original kept" "layers=$(r inpaint layers)"
+check "inpaint: image size unchanged (96x64)" size_is "$out/inpaint.png" 96x64
+check "inpaint: pixels outside the selection unchanged" outside_equal "$out/in.png" "$out/inpaint.png"
+check "inpaint: pixels inside the selection changed" inside_changed "$out/in.png" "$out/inpaint.png"
+
+# sr2
+if [[ $(r sr2 status) == success ]]; then pass "sr2: PDB call succeeded"; else
+    fail "sr2: PDB call succeeded" "$(r sr2 status)"; show_case sr2; fi
+[[ $(r sr2 width)x$(r sr2 height) == 192x128 ]] && pass "sr2: image scaled to 192x128" ||
+    fail "sr2: image scaled to 192x128" "$(r sr2 width)x$(r sr2 height)"
+[[ $(r sr2 layers 0) == '["sr2", 192, 128]' ]] && pass "sr2: new 192x128 layer 'sr2' on top" ||
+    fail "sr2: new 192x128 layer 'sr2' on top" "$(r sr2 layers)"
+check "sr2: saved file is 192x128" size_is "$out/sr2.png" 192x128
+
+# denoise limited to the selection
+if [[ $(r denoise status) == success ]]; then pass "denoise: PDB call succeeded"; else
+    fail "denoise: PDB call succeeded" "$(r denoise status)"; show_case denoise; fi
+check "denoise: pixels outside the selection unchanged" outside_equal "$out/in.png" "$out/denoise.png"
+check "denoise: pixels inside the selection changed" inside_changed "$out/in.png" "$out/denoise.png"
+
+# errors reach the caller with a message, and leave the image alone
+[[ $(r inpaint_no_selection status) == execution-error && $(r inpaint_no_selection message) == *selection* &&
+    $(r inpaint_no_selection layers) == 1 ]] &&
+    pass "inpaint without a selection: error naming the selection, image untouched" ||
+    { fail "inpaint without a selection: error naming the selection, image untouched"; show_case inpaint_no_selection; }
+[[ $(r missing_binary status) == execution-error && $(r missing_binary message) == *"not found"* &&
+    $(r missing_binary width) == 96 ]] &&
+    pass "missing binary: error says not found, image not scaled" ||
+    { fail "missing binary: error says not found, image not scaled"; show_case missing_binary; }
+[[ $(r binary_error status) == execution-error && $(r binary_error message) == vml-filter* &&
+    $(r binary_error width) == 96 ]] &&
+    pass "vml-filter failure: its own message is the error, image not scaled" ||
+    { fail "vml-filter failure: its own message is the error, image not scaled"; show_case binary_error; }
+echo "       | binary_error message: $(r binary_error message)"
+
+# gray layers
+[[ $(r gray_sr status) == success && $(r gray_sr width) == 192 && $(r gray_sr gray) == True ]] &&
+    pass "gray image: sr2 works and the image stays gray" ||
+    { fail "gray image: sr2 works and the image stays gray"; show_case gray_sr; }
+
+finish

@@ -1,0 +1,153 @@
+# Runs inside gimp-console-3.0 (python-fu-eval), driven by tests/shims/gimp-test.sh.
+# Calls plug-in-vml-restore through the PDB the way a script would, saves the results and
+# writes what it saw to $VML_TEST_OUT/results.json; the shell script checks the files.
+import json
+import os
+import traceback
+
+import gi
+
+gi.require_version('Gimp', '3.0')
+from gi.repository import Gimp, Gio  # noqa: E402
+
+OUT = os.environ['VML_TEST_OUT']
+SRC = os.environ['VML_TEST_IMG']
+METHOD = os.environ.get('VML_TEST_METHOD', 'classical')
+SEL = [int(v) for v in os.environ['VML_TEST_SEL'].split(',')]  # x, y, w, h
+results = {}
+
+
+def save_results():
+    with open(os.path.join(OUT, 'results.json'), 'w') as f:
+        json.dump(results, f, indent=1)
+
+
+def load():
+    return Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(SRC))
+
+
+def call(image, layer, **args):
+    proc = Gimp.get_pdb().lookup_procedure('plug-in-vml-restore')
+    if proc is None:
+        raise RuntimeError('plug-in-vml-restore is not registered')
+    cfg = proc.create_config()
+    cfg.set_property('run-mode', Gimp.RunMode.NONINTERACTIVE)
+    cfg.set_property('image', image)
+    cfg.set_core_object_array('drawables', [layer])
+    for k, v in args.items():
+        cfg.set_property(k.replace('_', '-'), v)
+    rv = proc.run(cfg)
+    status = rv.index(0)
+    message = ''
+    if status != Gimp.PDBStatusType.SUCCESS and rv.length() > 1:
+        message = str(rv.index(1))
+    return status.value_nick, message
+
+
+def describe(image):
+    return {'width': image.get_width(), 'height': image.get_height(),
+            'layers': [(lay.get_name(), lay.get_width(), lay.get_height())
+                       for lay in image.get_layers()]}
+
+
+def case(name, fn):
+    try:
+        results[name] = fn()
+    except Exception:
+        results[name] = {'exception': traceback.format_exc()}
+    save_results()
+
+
+def inpaint():
+    img = load()
+    layer = img.get_layers()[0]
+    x, y, w, h = SEL
+    img.select_rectangle(Gimp.ChannelOps.REPLACE, x, y, w, h)
+    status, msg = call(img, layer, task='inpaint', method=METHOD, seed=1)
+    r = {'status': status, 'message': msg}
+    r.update(describe(img))
+    r['selection_kept'] = not Gimp.Selection.is_empty(img)
+    Gimp.file_save(Gimp.RunMode.NONINTERACTIVE, img,
+                   Gio.File.new_for_path(os.path.join(OUT, 'inpaint.png')), None)
+    # Undo must remove everything the plug-in did in one step: the new layer.
+    r['undo_enabled'] = img.undo_is_enabled()
+    img.delete()
+    return r
+
+
+def sr2():
+    img = load()
+    layer = img.get_layers()[0]
+    status, msg = call(img, layer, task='sr2', method=METHOD, quality='fast')
+    r = {'status': status, 'message': msg}
+    r.update(describe(img))
+    Gimp.file_save(Gimp.RunMode.NONINTERACTIVE, img,
+                   Gio.File.new_for_path(os.path.join(OUT, 'sr2.png')), None)
+    img.delete()
+    return r
+
+
+def denoise_in_selection():
+    img = load()
+    layer = img.get_layers()[0]
+    x, y, w, h = SEL
+    img.select_rectangle(Gimp.ChannelOps.REPLACE, x, y, w, h)
+    status, msg = call(img, layer, task='denoise', denoise_strength=0.2, method=METHOD)
+    r = {'status': status, 'message': msg}
+    r.update(describe(img))
+    Gimp.file_save(Gimp.RunMode.NONINTERACTIVE, img,
+                   Gio.File.new_for_path(os.path.join(OUT, 'denoise.png')), None)
+    img.delete()
+    return r
+
+
+def inpaint_without_selection():
+    img = load()
+    status, msg = call(img, img.get_layers()[0], task='inpaint', method=METHOD)
+    r = {'status': status, 'message': msg, 'layers': len(img.get_layers())}
+    img.delete()
+    return r
+
+
+def missing_binary():
+    img = load()
+    status, msg = call(img, img.get_layers()[0], task='sr2', method=METHOD,
+                       vml_filter='/nonexistent/vml-filter')
+    r = {'status': status, 'message': msg}
+    r.update(describe(img))
+    img.delete()
+    return r
+
+
+def binary_error():
+    # A model file that does not exist: vml-filter's own message must reach the caller.
+    img = load()
+    status, msg = call(img, img.get_layers()[0], task='sr2', method='vml-map',
+                       model='/nonexistent/model.safetensors', steps=2)
+    r = {'status': status, 'message': msg}
+    r.update(describe(img))
+    img.delete()
+    return r
+
+
+def gray_sr():
+    img = load()
+    img.convert_grayscale()
+    status, msg = call(img, img.get_layers()[0], task='sr2', method=METHOD)
+    r = {'status': status, 'message': msg}
+    r.update(describe(img))
+    r['gray'] = img.get_base_type() == Gimp.ImageBaseType.GRAY
+    img.delete()
+    return r
+
+
+for name, fn in [('inpaint', inpaint), ('sr2', sr2), ('denoise', denoise_in_selection),
+                 ('inpaint_no_selection', inpaint_without_selection),
+                 ('missing_binary', missing_binary), ('binary_error', binary_error),
+                 ('gray_sr', gray_sr)]:
+    only = os.environ.get('VML_TEST_ONLY')
+    if only and name not in only.split(','):
+        continue
+    case(name, fn)
+results['done'] = True
+save_results()
