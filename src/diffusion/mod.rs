@@ -4,6 +4,14 @@
 //! ε-prediction network (VP → VE conversion in `../shared/docs/vml-map.md`) or over the
 //! exact denoiser of a Gaussian prior used in the closed-form tests.
 
+pub mod eps;
+pub mod gaussian;
+pub mod schedule;
+
+pub use eps::{EpsDenoiser, EpsModel};
+pub use gaussian::GaussianPrior;
+pub use schedule::{karras, VpSchedule};
+
 use tch::Tensor;
 
 /// `D(x, σ)`, differentiable with respect to `x`.

@@ -1,9 +1,14 @@
 //! Restoration algorithms over a `Denoiser` and an `Operator`: VML-MAP, preconditioned
-//! VML-MAP, and the baselines DPS, DDRM and ΠGDM.
+//! VML-MAP, and the baselines DPS, DDRM and ΠGDM. The algorithms as implemented, with every
+//! option and its default, are described in docs/algorithm.md.
+
+pub mod vml_map;
 
 use crate::diffusion::Denoiser;
+use crate::error::{Error, Result};
 use crate::operators::Operator;
-use tch::Tensor;
+use serde::{Deserialize, Serialize};
+use tch::{Kind, Tensor};
 
 /// One inverse problem: `y = H x + η`, `η ~ N(0, σ_y² I)`, on the [-1, 1] scale.
 pub struct Problem<'a> {
@@ -37,25 +42,73 @@ pub trait Solver {
     /// Short name (`vml-map`, `dps`, …).
     fn name(&self) -> &'static str;
     /// Restores `problem` with `denoiser`. Returns the estimate `(N, C, H, W)` in [-1, 1],
-    /// or `None` when `on_progress` asked to stop.
+    /// or `Ok(None)` when `on_progress` asked to stop. The same `seed` on the same device
+    /// gives the same result. Errors: a measurement that does not fit the operator, an
+    /// operator without the SVD a method needs, settings that cannot work together.
     fn solve(
         &self,
         denoiser: &dyn Denoiser,
         problem: &Problem,
         seed: u64,
         on_progress: &mut dyn FnMut(Progress) -> Control,
-    ) -> Option<Tensor>;
+    ) -> Result<Option<Tensor>>;
 }
 
-/// Settings common to the methods; `None` means the method's own default (documented in
-/// docs/algorithm.md). Method-specific knobs are added here as named fields.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+/// How VML-MAP moves from one noise level to the next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Renoise {
+    /// `x = x̂0 + σ_{i+1} n` with fresh noise `n`.
+    Stochastic,
+    /// `x = x̂0 + (σ_{i+1}/σ_i)(x − x̂0)`: keeps the current noise direction.
+    Deterministic,
+}
+
+/// Where VML-MAP starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Init {
+    /// `x = σ_1 n`.
+    Noise,
+    /// `x = H⁺y + σ_1 n`.
+    Pinv,
+}
+
+/// Settings of the methods; `None` means the method's own default (documented on each
+/// field and in docs/algorithm.md). Serialisable: the protocol carries them as they are.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SolverOptions {
-    /// Number of reverse diffusion steps N.
+    /// Number of reverse diffusion steps N. Defaults: vml-map 50, dps 1000, ddrm 20, pigdm 100.
     pub steps: Option<usize>,
-    /// Inner iterations K per step (VML-MAP).
+    /// Inner iterations K per step (VML-MAP). Default 3.
     pub iters: Option<usize>,
+    /// VML-MAP step size γ, relative to the σ_y-aware scale `(1/s_i² + 1/σ_i²)⁻¹`
+    /// (docs/algorithm.md). Default 1.
+    pub step_size: Option<f64>,
+    /// VML-MAP floor `c` of the effective measurement variance `s_i² = σ_y² + c σ_i²`, which
+    /// keeps σ_y = 0 well posed and anneals the data term. Default 0.1; must be > 0 for
+    /// vml-map-pre.
+    pub sigma_y_floor: Option<f64>,
+    /// VML-MAP re-noising rule between steps. Default stochastic.
+    pub renoise: Option<Renoise>,
+    /// VML-MAP initialisation. Default pinv.
+    pub init: Option<Init>,
+    /// Smallest σ of the Karras schedule (VML-MAP). Default: the denoiser's σ_min.
+    pub sigma_min: Option<f64>,
+    /// Largest σ of the Karras schedule (VML-MAP). Default: the denoiser's σ_max.
+    pub sigma_max: Option<f64>,
+    /// Karras ρ. Default 7.
+    pub rho: Option<f64>,
+    /// DPS guidance scale ζ (step `ζ / ‖y − H x̂0‖`). Default 1.
+    pub dps_scale: Option<f64>,
+    /// Stochasticity η: DDRM (default 0.85) and ΠGDM's DDIM sampler (default 1).
+    pub eta: Option<f64>,
+    /// DDRM η_b. Default 1.
+    pub eta_b: Option<f64>,
+    /// Clamp x̂0 to [-1, 1] inside DPS / ΠGDM / DDRM steps as their reference code does.
+    /// Default true.
+    pub clip_denoised: Option<bool>,
 }
 
 /// Method names accepted by `build`, in the order the CLI lists them.
@@ -69,10 +122,93 @@ pub const METHODS: &[&str] = &[
 ];
 
 /// Builds the solver called `method`.
-pub fn build(method: &str, opts: &SolverOptions) -> crate::Result<Box<dyn Solver>> {
-    let _ = opts;
-    Err(crate::Error::Usage(format!(
-        "method '{method}' is not available yet; known methods: {}",
-        METHODS.join(", ")
-    )))
+pub fn build(method: &str, opts: &SolverOptions) -> Result<Box<dyn Solver>> {
+    match method {
+        "vml-map" => Ok(Box::new(vml_map::VmlMap::new(opts, false)?)),
+        "vml-map-pre" => Ok(Box::new(vml_map::VmlMap::new(opts, true)?)),
+        _ => Err(Error::Usage(format!(
+            "method '{method}' is not available; known methods: {}",
+            METHODS.join(", ")
+        ))),
+    }
+}
+
+/// Checks that `problem` fits its operator; returns the batch size N.
+pub(crate) fn check_problem(problem: &Problem) -> Result<i64> {
+    let size = problem.y.size();
+    let want = problem.op.y_shape();
+    if size.len() != 4 || size[1..] != want[..] {
+        return Err(Error::Input(format!(
+            "measurement has shape {size:?} but {} gives (N, {}, {}, {})",
+            problem.op.name(),
+            want[0],
+            want[1],
+            want[2]
+        )));
+    }
+    if !(problem.sigma_y.is_finite() && problem.sigma_y >= 0.0) {
+        return Err(Error::Usage(format!(
+            "σ_y must be ≥ 0, got {}",
+            problem.sigma_y
+        )));
+    }
+    Ok(size[0])
+}
+
+/// `(N, C, H, W)` of the images the operator takes, for batch size `n`.
+pub(crate) fn x_size(problem: &Problem, n: i64) -> [i64; 4] {
+    let [c, h, w] = problem.op.x_shape();
+    [n, c, h, w]
+}
+
+/// `D(x, σ)` and the vector-Jacobian product `Jᵀ g` with `J = ∂D/∂x` at `x`, for a `g`
+/// computed from `D` by `make_g`. One forward and one backward; the graph is dropped before
+/// returning, so memory stays flat across iterations.
+pub(crate) fn denoise_vjp(
+    denoiser: &dyn Denoiser,
+    x: &Tensor,
+    sigma: f64,
+    make_g: impl FnOnce(&Tensor) -> Tensor,
+) -> Result<(Tensor, Tensor)> {
+    let x_req = x.detach().set_requires_grad(true);
+    let d = denoiser.denoise(&x_req, sigma);
+    let d_val = d.detach();
+    let g = tch::no_grad(|| make_g(&d_val));
+    let s = (&d * &g).sum(Kind::Double);
+    let mut grads = Tensor::f_run_backward(&[s], &[&x_req], false, false)?;
+    let jtg = grads
+        .pop()
+        .ok_or_else(|| Error::Input("backward pass returned no gradient".into()))?;
+    Ok((d_val, jtg.detach()))
+}
+
+/// Seeds LibTorch's generators (CPU and CUDA) so that a run is reproducible on one device.
+pub(crate) fn seed_all(seed: u64) {
+    tch::manual_seed(seed as i64);
+    if tch::Cuda::is_available() {
+        tch::Cuda::manual_seed_all(seed);
+    }
+}
+
+/// Counters behind `Progress`.
+#[derive(Default)]
+pub(crate) struct Counter {
+    pub forwards: usize,
+    pub vjps: usize,
+}
+
+impl Counter {
+    pub fn report(
+        &self,
+        step: usize,
+        steps: usize,
+        on_progress: &mut dyn FnMut(Progress) -> Control,
+    ) -> Control {
+        on_progress(Progress {
+            step,
+            steps,
+            forwards: self.forwards,
+            vjps: self.vjps,
+        })
+    }
 }

@@ -1,0 +1,212 @@
+//! VML-MAP (Gutha, Vinuesa, Azizpour, arXiv 2512.10524) and its preconditioned variant, as
+//! derived in `../shared/docs/vml-map.md`.
+//!
+//! At each noise level σ_i of a Karras schedule, K gradient steps on the simplified
+//! variational mode-seeking loss
+//!
+//! ```text
+//! ∇VML_S(x) = −Jᵀ v,   v = (D − x)/σ_i² + Hᵀ(y − H D)/s_i²,   s_i² = σ_y² + c σ_i²
+//! ```
+//!
+//! (one vector-Jacobian product each), then `x̂0 = D(x, σ_i)` and a re-noise to σ_{i+1}.
+//! `s_i²` is the measurement variance with an annealed floor `c σ_i²` (our choice, inferred
+//! from MAPGA's λ): it keeps σ_y = 0 well posed and tends to σ_y² as σ_i → 0.
+//!
+//! Step: `x ← x + γ η_i Jᵀ v` with `η_i = (1/s_i² + 1/σ_i²)⁻¹`, the inverse curvature of the
+//! two terms when `J = I` and `‖H‖ ≤ 1`, so γ = 1 is stable for any σ_y, σ_y = 0 included
+//! (then `η_i v` stays finite). Preconditioned: `x ← x + γ P_i Jᵀ v` with
+//! `P_i = V diag(1 / (s_k²/s_i² + 1/σ_i²)) Vᵀ`, which equals the doc's
+//! `V[s_i² (ΣᵀΣ)⁺ + σ_i² (I − Σ⁺Σ)]Vᵀ` for zero and for large singular values and stays
+//! bounded by σ_i² for tiny ones (the doc's form divides by them).
+
+use super::{
+    check_problem, denoise_vjp, seed_all, x_size, Control, Counter, Init, Problem, Progress,
+    Renoise, Solver, SolverOptions,
+};
+use crate::diffusion::{karras, Denoiser};
+use crate::error::{Error, Result};
+use tch::{Kind, Tensor};
+
+/// VML-MAP, plain or preconditioned. Fields are the resolved settings (see `SolverOptions`).
+#[derive(Clone, Debug)]
+pub struct VmlMap {
+    pub precondition: bool,
+    pub steps: usize,
+    pub iters: usize,
+    pub step_size: f64,
+    pub sigma_y_floor: f64,
+    pub renoise: Renoise,
+    pub init: Init,
+    pub sigma_min: Option<f64>,
+    pub sigma_max: Option<f64>,
+    pub rho: f64,
+}
+
+impl VmlMap {
+    pub const DEFAULT_STEPS: usize = 50;
+    pub const DEFAULT_ITERS: usize = 3;
+    pub const DEFAULT_STEP_SIZE: f64 = 1.0;
+    pub const DEFAULT_SIGMA_Y_FLOOR: f64 = 0.1;
+    pub const DEFAULT_RENOISE: Renoise = Renoise::Stochastic;
+    pub const DEFAULT_INIT: Init = Init::Pinv;
+    pub const DEFAULT_RHO: f64 = 7.0;
+
+    /// Resolves `opts` against the defaults and checks them.
+    pub fn new(opts: &SolverOptions, precondition: bool) -> Result<Self> {
+        let s = VmlMap {
+            precondition,
+            steps: opts.steps.unwrap_or(Self::DEFAULT_STEPS),
+            iters: opts.iters.unwrap_or(Self::DEFAULT_ITERS),
+            step_size: opts.step_size.unwrap_or(Self::DEFAULT_STEP_SIZE),
+            sigma_y_floor: opts.sigma_y_floor.unwrap_or(Self::DEFAULT_SIGMA_Y_FLOOR),
+            renoise: opts.renoise.unwrap_or(Self::DEFAULT_RENOISE),
+            init: opts.init.unwrap_or(Self::DEFAULT_INIT),
+            sigma_min: opts.sigma_min,
+            sigma_max: opts.sigma_max,
+            rho: opts.rho.unwrap_or(Self::DEFAULT_RHO),
+        };
+        if s.steps == 0 || s.iters == 0 {
+            return Err(Error::Usage("vml-map needs steps ≥ 1 and iters ≥ 1".into()));
+        }
+        if !(s.step_size.is_finite() && s.step_size > 0.0) {
+            return Err(Error::Usage(format!(
+                "step size must be > 0, got {}",
+                s.step_size
+            )));
+        }
+        if !(s.sigma_y_floor.is_finite() && s.sigma_y_floor >= 0.0) {
+            return Err(Error::Usage(format!(
+                "sigma_y_floor must be ≥ 0, got {}",
+                s.sigma_y_floor
+            )));
+        }
+        if !(s.rho.is_finite() && s.rho > 0.0) {
+            return Err(Error::Usage(format!("rho must be > 0, got {}", s.rho)));
+        }
+        for v in [s.sigma_min, s.sigma_max].into_iter().flatten() {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(Error::Usage(format!("σ bounds must be > 0, got {v}")));
+            }
+        }
+        Ok(s)
+    }
+
+    /// The noise levels σ_1 > … > σ_N for `denoiser`.
+    pub fn sigmas(&self, denoiser: &dyn Denoiser) -> Result<Vec<f64>> {
+        let lo = self.sigma_min.unwrap_or_else(|| denoiser.sigma_min());
+        let hi = self.sigma_max.unwrap_or_else(|| denoiser.sigma_max());
+        if !(lo > 0.0 && lo <= hi) {
+            return Err(Error::Usage(format!(
+                "need 0 < σ_min ≤ σ_max, got {lo} and {hi}"
+            )));
+        }
+        Ok(karras(self.steps, lo, hi, self.rho))
+    }
+}
+
+impl Solver for VmlMap {
+    fn name(&self) -> &'static str {
+        if self.precondition {
+            "vml-map-pre"
+        } else {
+            "vml-map"
+        }
+    }
+
+    fn solve(
+        &self,
+        denoiser: &dyn Denoiser,
+        problem: &Problem,
+        seed: u64,
+        on_progress: &mut dyn FnMut(Progress) -> Control,
+    ) -> Result<Option<Tensor>> {
+        let n = check_problem(problem)?;
+        let op = problem.op;
+        let svd = if self.precondition {
+            Some(op.svd().ok_or_else(|| {
+                Error::Usage(format!(
+                    "vml-map-pre needs an operator with an SVD; {} has none",
+                    op.name()
+                ))
+            })?)
+        } else {
+            None
+        };
+        let sigma_y2 = problem.sigma_y * problem.sigma_y;
+        if self.precondition && self.sigma_y_floor == 0.0 {
+            // Without the floor the null-space gain σ_i²/s_i² of P multiplies the part of
+            // Jᵀ Hᵀ r that J leaks out of the range of Hᵀ; it diverges at large σ_i.
+            return Err(Error::Usage("vml-map-pre needs sigma_y_floor > 0".into()));
+        }
+        let sigmas = self.sigmas(denoiser)?;
+        let y = problem.y.to_kind(Kind::Float);
+        let size = x_size(problem, n);
+        let opts = (Kind::Float, y.device());
+        seed_all(seed);
+
+        // Singular values padded with zeros to the image dimension D (the null space of H).
+        let spectrum = match svd {
+            Some(svd) => {
+                let s = svd
+                    .singular_values()
+                    .to_kind(Kind::Float)
+                    .to_device(y.device())
+                    .flatten(0, -1);
+                let d: i64 = size[1..].iter().product();
+                let m = s.size()[0];
+                if m > d {
+                    return Err(Error::Input(format!(
+                        "{} reports {m} singular values for {d} pixels",
+                        op.name()
+                    )));
+                }
+                Some(Tensor::cat(&[s, Tensor::zeros([d - m], opts)], 0))
+            }
+            None => None,
+        };
+
+        let mut count = Counter::default();
+        let sigma1 = sigmas[0];
+        let mut x = Tensor::randn(size, opts) * sigma1;
+        if self.init == Init::Pinv {
+            x += tch::no_grad(|| op.pinv(&y));
+        }
+        let mut x0 = x.shallow_clone();
+        for (i, &sigma) in sigmas.iter().enumerate() {
+            let sigma2 = sigma * sigma;
+            let s2 = sigma_y2 + self.sigma_y_floor * sigma2;
+            // η_i v = a (D − x) + b Hᵀ(y − H D), both weights in [0, 1].
+            let a = s2 / (s2 + sigma2);
+            let b = sigma2 / (s2 + sigma2);
+            // P_i / η_i in the spectral basis: (σ² + s²) / (s_k² σ² + s²).
+            let pdiag = spectrum
+                .as_ref()
+                .map(|s| (s.square() * sigma2 + s2).reciprocal() * (sigma2 + s2));
+            for _ in 0..self.iters {
+                let xi = &x;
+                let (_, jtg) = denoise_vjp(denoiser, xi, sigma, |d| {
+                    (d - xi) * a + op.adjoint(&(&y - op.forward(d))) * b
+                })?;
+                count.forwards += 1;
+                count.vjps += 1;
+                let step = match (svd, &pdiag) {
+                    (Some(svd), Some(p)) => tch::no_grad(|| svd.v(&(svd.vt(&jtg) * p))),
+                    _ => jtg,
+                };
+                x = (&x + step * self.step_size).detach();
+            }
+            x0 = tch::no_grad(|| denoiser.denoise(&x, sigma));
+            count.forwards += 1;
+            if let Some(&next) = sigmas.get(i + 1) {
+                x = match self.renoise {
+                    Renoise::Stochastic => &x0 + Tensor::randn(size, opts) * next,
+                    Renoise::Deterministic => &x0 + (&x - &x0) * (next / sigma),
+                };
+            }
+            if count.report(i + 1, sigmas.len(), on_progress) == Control::Stop {
+                return Ok(None);
+            }
+        }
+        Ok(Some(x0.clamp(-1.0, 1.0)))
+    }
+}
