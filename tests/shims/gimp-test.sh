@@ -107,6 +107,13 @@ inside_changed() {
 }
 size_is() { [[ $($IM "$1" -format "%wx%h" info:) == "$2" ]]; }
 
+# registration: the menu item a user looks for
+[[ $(r registration menu_paths) == *'<Image>/Filters/Enhance'* && $(r registration menu_label) == 'Restore with VML-MAP...' ]] &&
+    pass "menu: Filters > Enhance > Restore with VML-MAP..." ||
+    { fail "menu: Filters > Enhance > Restore with VML-MAP..." "$(r registration menu_paths) $(r registration menu_label)"; show_case registration; }
+[[ $(r registration image_types) == 'RGB*, GRAY*' ]] && pass "menu: enabled on RGB* and GRAY* layers" ||
+    fail "menu: enabled on RGB* and GRAY* layers" "$(r registration image_types)"
+
 # inpaint
 if [[ $(r inpaint status) == success ]]; then pass "inpaint: PDB call succeeded"; else
     fail "inpaint: PDB call succeeded" "$(r inpaint status)"; show_case inpaint; fi

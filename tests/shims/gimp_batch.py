@@ -44,6 +44,13 @@ def call(image, layer, **args):
     return status.value_nick, message
 
 
+def registration():
+    proc = Gimp.get_pdb().lookup_procedure('plug-in-vml-restore')
+    return {'menu_paths': list(proc.get_menu_paths()), 'menu_label': proc.get_menu_label(),
+            'image_types': proc.get_image_types(),
+            'arguments': [a.get_name() for a in proc.get_arguments()]}
+
+
 def describe(image):
     return {'width': image.get_width(), 'height': image.get_height(),
             'layers': [(lay.get_name(), lay.get_width(), lay.get_height())
@@ -141,7 +148,7 @@ def gray_sr():
     return r
 
 
-for name, fn in [('inpaint', inpaint), ('sr2', sr2), ('denoise', denoise_in_selection),
+for name, fn in [('registration', registration), ('inpaint', inpaint), ('sr2', sr2), ('denoise', denoise_in_selection),
                  ('inpaint_no_selection', inpaint_without_selection),
                  ('missing_binary', missing_binary), ('binary_error', binary_error),
                  ('gray_sr', gray_sr)]:

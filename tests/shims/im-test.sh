@@ -97,7 +97,7 @@ for t in "-deblur gaussian:1.5" "-denoise 0.1" "-colorize"; do
     # shellcheck disable=SC2086
     check "IM6: $t runs (png -> jpg, 64x48)" bash -c "'$VM' photo.jpg $t ${M[*]} -quality 90 t.jpg && [[ \$($IM t.jpg -format '%m %wx%h' info:) == 'JPEG 64x48' ]]"
 done
-check "IM6: 16-bit TIFF input" bash -c "'$VM' deep.tif -sr 2 ${M[*]} -depth 16 deep-out.png && [[ \$($IM deep-out.png -format '%wx%h' info:) == 128x96 ]]"
+check "IM6: 16-bit TIFF in, 16-bit PNG out" bash -c "'$VM' deep.tif -sr 2 ${M[*]} deep-out.png && [[ \$($IM deep-out.png -format '%wx%h %z' info:) == '128x96 16' ]]"
 check "IM6: orientation tag applied (rotated TIFF -> 96x128)" bash -c "'$VM' rotated.tif -sr 2 ${M[*]} rot.png && [[ \$($IM rot.png -format '%wx%h' info:) == 96x128 ]]"
 check "IM6: alpha channel survives" bash -c "'$VM' rgba.png -sr 2 ${M[*]} rgba-out.png && [[ \$($IM rgba-out.png -format '%A' info:) =~ ^(True|Blend)$ ]]"
 

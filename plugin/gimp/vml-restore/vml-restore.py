@@ -213,8 +213,9 @@ def build_options(config):
     steps = config.get_property('steps')
     if steps <= 0:
         steps = QUALITY_STEPS.get(config.get_property('quality'), 20)
+    # PNG back whatever the layer came as: GIMP reads it losslessly, 16-bit included.
     options = {'method': config.get_property('method'), 'seed': config.get_property('seed'),
-               'steps': steps}
+               'steps': steps, 'format': 'png'}
     model = config.get_property('model')
     if model:
         options['model'] = model
