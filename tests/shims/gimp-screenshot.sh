@@ -54,6 +54,7 @@ kill \$gimp \$xvfb 2>/dev/null
 wait
 EOS
 VML_SHOT_IMG=$work/in.png "$here/in-root.sh" "$root" "$bin" "$work" -- bash "$work/run.sh" >"$work/log" 2>&1 || true
+[[ -n ${VML_SHOT_LOG:-} ]] && cp "$work/log" "$VML_SHOT_LOG"
 if [[ ! -s $work/screen.png ]]; then
     tail -30 "$work/log" >&2
     echo "no screenshot taken" >&2

@@ -343,11 +343,35 @@ def _crop_box(drawable, task, has_selection):
     return x0, y0, x1 - x0, y1 - y0
 
 
+def _string_values(*nicks):
+    va = Gimp.ValueArray.new(len(nicks))
+    for nick in nicks:
+        v = GObject.Value()
+        v.init(GObject.TYPE_STRING)
+        v.set_string(nick)
+        va.append(v)
+    return va
+
+
+def _grey_out_unused(dialog):
+    """Blur fields only for deblur, noise strength only for denoise, angle only for motion."""
+    try:
+        dialog.set_sensitive_if_in('deblur-kernel', None, 'task', _string_values('deblur'), True)
+        dialog.set_sensitive_if_in('deblur-size', None, 'task', _string_values('deblur'), True)
+        dialog.set_sensitive_if_in('motion-angle', None, 'deblur-kernel',
+                                   _string_values('motion'), True)
+        dialog.set_sensitive_if_in('denoise-strength', None, 'task', _string_values('denoise'),
+                                   True)
+    except Exception as e:  # a cosmetic nicety: never worth failing the dialog over
+        sys.stderr.write('vml-restore: cannot grey out unused fields: %s\n' % e)
+
+
 def restore(procedure, run_mode, image, drawables, config, data):
     if run_mode == Gimp.RunMode.INTERACTIVE:
         GimpUi.init(PROC_NAME)
         dialog = GimpUi.ProcedureDialog.new(procedure, config, 'Restore with VML-MAP')
         dialog.fill(None)
+        _grey_out_unused(dialog)  # after fill: it needs the widgets
         if not dialog.run():
             dialog.destroy()
             return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
@@ -491,25 +515,25 @@ class VmlRestore(Gimp.PlugIn):
             name)
         p.set_attribution('vml-filter authors', 'vml-filter authors', '2026')
         rw = GObject.ParamFlags.READWRITE
-        p.add_choice_argument('task', 'Task', 'What to restore', _choice(TASKS), 'inpaint', rw)
-        p.add_choice_argument('deblur-kernel', 'Blur kernel', 'Kernel of the blur to undo',
+        p.add_choice_argument('task', '_Task', 'What to restore', _choice(TASKS), 'inpaint', rw)
+        p.add_choice_argument('deblur-kernel', 'Blur _kernel', 'Kernel of the blur to undo',
                               _choice(KERNELS), 'gaussian', rw)
-        p.add_double_argument('deblur-size', 'Blur size', 'Gaussian sigma, box width or '
+        p.add_double_argument('deblur-size', 'Blur si_ze', 'Gaussian sigma, box width or '
                               'motion length, in pixels', 0.3, 64.0, 2.0, rw)
-        p.add_double_argument('motion-angle', 'Motion angle', 'Direction of a motion blur, '
+        p.add_double_argument('motion-angle', 'Motion _angle', 'Direction of a motion blur, '
                               'degrees counter-clockwise', -180.0, 180.0, 0.0, rw)
-        p.add_double_argument('denoise-strength', 'Noise strength', 'Standard deviation of '
+        p.add_double_argument('denoise-strength', '_Noise strength', 'Standard deviation of '
                               'the noise on the [-1, 1] pixel scale', 0.0, 1.0, 0.1, rw)
-        p.add_choice_argument('method', 'Method', 'Restoration algorithm', _choice(METHODS),
+        p.add_choice_argument('method', '_Method', 'Restoration algorithm', _choice(METHODS),
                               'vml-map', rw)
-        p.add_choice_argument('quality', 'Quality', 'Preset for the number of solver steps',
+        p.add_choice_argument('quality', '_Quality', 'Preset for the number of solver steps',
                               _choice(QUALITY), 'normal', rw)
-        p.add_int_argument('steps', 'Steps', 'Solver steps; 0 = from Quality', 0, 1000, 0, rw)
-        p.add_int_argument('seed', 'Seed', 'Random seed', 0, 2 ** 31 - 1, 0, rw)
-        p.add_string_argument('model', 'Model file', 'Model file; empty = the default model',
+        p.add_int_argument('steps', 'Ste_ps', 'Solver steps; 0 = from Quality', 0, 1000, 0, rw)
+        p.add_int_argument('seed', 'S_eed', 'Random seed', 0, 2 ** 31 - 1, 0, rw)
+        p.add_string_argument('model', 'Mo_del file', 'Model file; empty = the default model',
                               '', rw)
-        p.add_string_argument('device', 'Device', 'auto, cpu, cuda or cuda:N', 'auto', rw)
-        p.add_string_argument('vml-filter', 'vml-filter binary', 'Path of vml-filter; empty = '
+        p.add_string_argument('device', 'De_vice', 'auto, cpu, cuda or cuda:N', 'auto', rw)
+        p.add_string_argument('vml-filter', 'vml-filter _binary', 'Path of vml-filter; empty = '
                               '$VML_FILTER, the installed path, then PATH', '', rw)
         return p
 
