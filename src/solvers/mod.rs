@@ -2,6 +2,7 @@
 //! VML-MAP, and the baselines DPS, DDRM and ΠGDM. The algorithms as implemented, with every
 //! option and its default, are described in docs/algorithm.md.
 
+pub mod classical;
 pub mod vml_map;
 
 use crate::diffusion::Denoiser;
@@ -126,6 +127,7 @@ pub fn build(method: &str, opts: &SolverOptions) -> Result<Box<dyn Solver>> {
     match method {
         "vml-map" => Ok(Box::new(vml_map::VmlMap::new(opts, false)?)),
         "vml-map-pre" => Ok(Box::new(vml_map::VmlMap::new(opts, true)?)),
+        "classical" => Ok(Box::new(classical::Classical)),
         _ => Err(Error::Usage(format!(
             "method '{method}' is not available; known methods: {}",
             METHODS.join(", ")
