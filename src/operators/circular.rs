@@ -134,8 +134,8 @@ impl Circular {
             .chain(rep.iter())
             .map(|&g| mag[g as usize])
             .collect();
-        let re = |v: &[i64]| Indices(v.iter().map(|g| 2 * g).collect());
-        let im = |v: &[i64]| Indices(v.iter().map(|g| 2 * g + 1).collect());
+        let re = |v: &[i64]| Indices::new(v.iter().map(|g| 2 * g).collect());
+        let im = |v: &[i64]| Indices::new(v.iter().map(|g| 2 * g + 1).collect());
         Ok(Circular {
             name: format!("{name} {w}×{h} (periodic)"),
             shape,
@@ -148,7 +148,7 @@ impl Circular {
             rep_im: im(&rep),
             partner_re: re(&partner),
             partner_im: im(&partner),
-            partner_src: Indices(partner_src),
+            partner_src: Indices::new(partner_src),
             s,
         })
     }

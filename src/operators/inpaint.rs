@@ -76,14 +76,15 @@ impl Inpaint {
         Ok(Inpaint {
             shape,
             keep: Host::new(keep, &[1, 1, h, w]),
-            known: Indices(known),
-            perm: Indices(perm),
-            inv_perm: Indices(inv_perm),
+            known: Indices::new(known),
+            perm: Indices::new(perm),
+            inv_perm: Indices::new(inv_perm),
             unknown_pixels,
         })
     }
 
-    /// `(1, 1, H, W)` with 1 where the pixel is known.
+    /// `(1, 1, H, W)` with 1 where the pixel is known (a shared copy: do not modify it in
+    /// place).
     pub fn keep(&self, like: &Tensor) -> Tensor {
         self.keep.like(like)
     }

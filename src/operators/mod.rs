@@ -28,6 +28,7 @@ pub mod sr;
 pub use inpaint::{box_mask, half_mask, mask_from_image, random_mask};
 
 use crate::task::Task;
+use std::sync::Mutex;
 use tch::{Device, Kind, Tensor};
 
 #[derive(Debug, thiserror::Error)]
@@ -235,11 +236,31 @@ pub(crate) fn check_shape(shape: [i64; 3]) -> Result<(), OperatorError> {
 }
 
 /// A dense f64 table on the host, turned into a tensor on the device and in the kind of
-/// the data it meets.
-#[derive(Clone, Debug)]
+/// the data it meets. The converted copies are kept (one per device and kind), so an
+/// operator applied in a loop on the GPU uploads its tables once. Callers only read them.
+#[derive(Debug)]
 pub(crate) struct Host {
     data: Vec<f64>,
     shape: Vec<i64>,
+    cache: Cache,
+}
+
+/// Converted copies of a host table; `Tensor` is `Send`, so the mutex makes this `Sync`.
+#[derive(Debug, Default)]
+struct Cache(Mutex<Vec<(Device, Kind, Tensor)>>);
+
+impl Cache {
+    fn get(&self, device: Device, kind: Kind, make: impl FnOnce() -> Tensor) -> Tensor {
+        // A poisoned lock only means another thread panicked mid-insert; the list is
+        // still valid.
+        let mut list = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, _, t)) = list.iter().find(|(d, k, _)| *d == device && *k == kind) {
+            return t.shallow_clone();
+        }
+        let t = make();
+        list.push((device, kind, t.shallow_clone()));
+        t
+    }
 }
 
 impl Host {
@@ -248,37 +269,44 @@ impl Host {
         Host {
             data,
             shape: shape.to_vec(),
+            cache: Cache::default(),
         }
     }
     pub(crate) fn from_tensor(t: &Tensor) -> Result<Self, OperatorError> {
         let t = t.to_device(Device::Cpu).to_kind(Kind::Double).contiguous();
         let data = Vec::<f64>::try_from(&t.reshape([-1]))
             .map_err(|e| OperatorError::Invalid(e.to_string()))?;
-        Ok(Host {
-            data,
-            shape: t.size(),
-        })
+        Ok(Host::new(data, &t.size()))
     }
     pub(crate) fn data(&self) -> &[f64] {
         &self.data
     }
-    /// f64 on the CPU.
+    /// f64 on the CPU (a fresh tensor).
     pub(crate) fn tensor(&self) -> Tensor {
         Tensor::from_slice(&self.data).reshape(self.shape.as_slice())
     }
     /// On `like`'s device, in `like`'s kind.
     pub(crate) fn like(&self, like: &Tensor) -> Tensor {
-        self.tensor().to_device(like.device()).to_kind(like.kind())
+        let (device, kind) = (like.device(), like.kind());
+        self.cache.get(device, kind, || {
+            self.tensor().to_device(device).to_kind(kind)
+        })
     }
 }
 
 /// Index list on the host, for `index_select` / `index_copy` on the device of `like`.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Indices(pub(crate) Vec<i64>);
+#[derive(Debug, Default)]
+pub(crate) struct Indices(pub(crate) Vec<i64>, Cache);
 
 impl Indices {
+    pub(crate) fn new(v: Vec<i64>) -> Self {
+        Indices(v, Cache::default())
+    }
     pub(crate) fn on(&self, like: &Tensor) -> Tensor {
-        Tensor::from_slice(&self.0).to_device(like.device())
+        let device = like.device();
+        self.1.get(device, Kind::Int64, || {
+            Tensor::from_slice(&self.0).to_device(device)
+        })
     }
     pub(crate) fn len(&self) -> i64 {
         self.0.len() as i64
