@@ -236,11 +236,12 @@ fn named_configs_are_valid_and_files_round_trip() {
         std::fs::write(&p, serde_json::to_string(&cfg).unwrap()).unwrap();
         assert_eq!(UNetConfig::from_file(&p).unwrap(), cfg);
     }
-    for file in ["ffhq-256.json", "imagenet-256.json"] {
+    for name in ["ffhq-256", "imagenet-256"] {
         let p = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("models")
-            .join(file);
-        let named = UNetConfig::from_name_or_file(file.trim_end_matches(".json")).unwrap();
-        assert_eq!(UNetConfig::from_file(&p).unwrap(), named, "{file}");
+            .join(name)
+            .join("config.json");
+        let named = UNetConfig::from_name_or_file(name).unwrap();
+        assert_eq!(UNetConfig::from_file(&p).unwrap(), named, "{name}");
     }
 }

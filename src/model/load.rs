@@ -36,6 +36,9 @@ pub enum LoadError {
     },
     #[error("{0}")]
     Other(String),
+    /// Registry lookups, downloads and checks (`model::registry`).
+    #[error(transparent)]
+    Registry(#[from] super::registry::RegistryError),
 }
 
 /// Reads all named tensors of a checkpoint onto `device`.

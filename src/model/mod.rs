@@ -6,6 +6,7 @@ pub mod config;
 pub mod load;
 pub mod network;
 pub mod norm;
+pub mod registry;
 pub mod resblock;
 pub mod timestep;
 pub mod unet;
