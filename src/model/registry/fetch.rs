@@ -312,6 +312,31 @@ fn get_into(
             .get("content-length")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
+        let is_page = resp
+            .body()
+            .mime_type()
+            .is_some_and(|m| m.eq_ignore_ascii_case("text/html"));
+        // Checked before anything is truncated: a quota page must not cost a partial file.
+        if status == 200 && is_page && !card.file.ends_with(".html") {
+            let mut html = Vec::new();
+            resp.into_body()
+                .into_reader()
+                .take(1 << 20)
+                .read_to_end(&mut html)
+                .map_err(|e| network_error(&url, &ureq::Error::Io(e), &hint))?;
+            let html = String::from_utf8_lossy(&html);
+            match confirm_link(&html, &url) {
+                Some(next) if pages < 3 => {
+                    rep.note(&format!(
+                        "following the download confirmation page to {next}"
+                    ));
+                    url = next;
+                    pages += 1;
+                    continue;
+                }
+                _ => return Err(RegistryError::WebPage { url, hint }),
+            }
+        }
         let (start, total) = match (status, range) {
             (200, _) => {
                 if have > 0 {
@@ -345,30 +370,6 @@ fn get_into(
                 return Err(RegistryError::Http { url, status, hint });
             }
         };
-        let is_page = resp
-            .body()
-            .mime_type()
-            .is_some_and(|m| m.eq_ignore_ascii_case("text/html"));
-        if is_page && !card.file.ends_with(".html") {
-            let mut html = Vec::new();
-            resp.into_body()
-                .into_reader()
-                .take(1 << 20)
-                .read_to_end(&mut html)
-                .map_err(|e| network_error(&url, &ureq::Error::Io(e), &hint))?;
-            let html = String::from_utf8_lossy(&html);
-            match confirm_link(&html, &url) {
-                Some(next) if pages < 3 => {
-                    rep.note(&format!(
-                        "following the download confirmation page to {next}"
-                    ));
-                    url = next;
-                    pages += 1;
-                    continue;
-                }
-                _ => return Err(RegistryError::WebPage { url, hint }),
-            }
-        }
         if let (Some(t), Some(expected)) = (total, card.size) {
             if t != expected {
                 return Err(RegistryError::SizeMismatch {
