@@ -732,6 +732,25 @@ fn resolve_and_open_by_name_and_by_path() {
         .unwrap_err();
     assert!(err.to_string().contains("--arch"), "{err}");
 
+    // A model directory: the file its card names, or its only weights file.
+    let r = reg
+        .resolve(root.join("tiny").to_str().unwrap(), None)
+        .unwrap();
+    assert_eq!((&r.weights, &r.config), (&p, &want_cfg));
+    let run = tmp.path().join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    std::fs::copy(&p, run.join("ema.pt")).unwrap();
+    std::fs::copy(fx.join("config.json"), run.join("config.json")).unwrap();
+    std::fs::write(run.join("loss.csv"), "step,loss\n").unwrap();
+    let r = reg.resolve(run.to_str().unwrap(), None).unwrap();
+    assert_eq!(
+        (r.weights, r.config, r.name),
+        (run.join("ema.pt"), want_cfg.clone(), None)
+    );
+    std::fs::copy(&p, run.join("state.pt")).unwrap();
+    let err = reg.resolve(run.to_str().unwrap(), None).unwrap_err();
+    assert!(err.to_string().contains("ema.pt, state.pt"), "{err}");
+
     // A card whose config file is nowhere: a config error naming the places tried.
     std::fs::remove_file(root.join("tiny/config.json")).unwrap();
     let err = reg.resolve("tiny", None).unwrap_err();

@@ -553,6 +553,9 @@ impl Registry {
         if as_path.is_file() {
             return self.resolve_file(as_path, arch);
         }
+        if as_path.is_dir() {
+            return self.resolve_file(&weights_in_dir(as_path)?, arch);
+        }
         if let Some(entry) = self.get(spec) {
             let weights = self.require(&entry.card)?;
             let config = match arch {
@@ -739,6 +742,51 @@ fn card_config(entry: &Entry, weights: &Path) -> Result<UNetConfig, LoadError> {
             ),
         }),
     }
+}
+
+/// The weights of a model directory: the file its `card.json` names, else its only
+/// weights file.
+fn weights_in_dir(dir: &Path) -> Result<PathBuf, LoadError> {
+    let card_path = dir.join(CARD_FILE);
+    if card_path.is_file() {
+        let text = std::fs::read_to_string(&card_path).map_err(io_err(&card_path))?;
+        let weights = dir.join(Card::parse(&text, &card_path)?.file);
+        return match weights.is_file() {
+            true => Ok(weights),
+            false => Err(LoadError::NotFound(weights)),
+        };
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(io_err(dir))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && is_weights_file(p))
+        .collect();
+    found.sort();
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        0 => Err(LoadError::Other(format!(
+            "{} holds no weights file (.pt, .pth, .bin or .safetensors)",
+            dir.display()
+        ))),
+        _ => Err(LoadError::Other(format!(
+            "{} holds several weights files ({}): name one",
+            dir.display(),
+            found
+                .iter()
+                .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
+fn is_weights_file(p: &Path) -> bool {
+    p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+        matches!(
+            e.to_ascii_lowercase().as_str(),
+            "pt" | "pth" | "bin" | "safetensors"
+        )
+    })
 }
 
 fn looks_like_path(spec: &str) -> bool {
