@@ -39,7 +39,7 @@ $IM -size 64x48 plasma:green-purple -seed 5 -blur 0x1 -quality 92 photo.jpg
 $IM photo.jpg -fill white -draw "rectangle 20,16 35,27" -type TrueColor PNG24:holed.png
 $IM -size 64x48 xc:black -fill white -draw "rectangle 20,16 35,27" holes.gif
 $IM photo.jpg -alpha set -channel A -fx "i<32 ? 1 : 0.5" +channel rgba.png
-$IM photo.jpg -depth 16 deep.tif
+$IM -size 64x48 plasma:green-purple -seed 6 -depth 16 deep.tif
 $IM photo.jpg -orient RightTop rotated.tif
 
 size_is() { [[ $($IM "$1" -format "%wx%h" info:) == "$2" ]]; }
