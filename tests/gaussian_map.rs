@@ -15,7 +15,7 @@
 mod common;
 
 use common::*;
-use tch::Tensor;
+use tch::{Kind, Tensor};
 use vml::diffusion::GaussianPrior;
 use vml::operators::Operator;
 use vml::solvers::{self, Control, Init, Problem, Progress, Renoise, SolverOptions};
@@ -29,6 +29,7 @@ struct Outcome {
 }
 
 fn run(method: &str, op: &dyn Operator, sigma_y: f64, opts: &SolverOptions, seed: i64) -> Outcome {
+    let _serial = serial();
     tch::set_num_threads(1);
     tch::manual_seed(seed);
     let prior = GaussianPrior::smooth(SHAPE, cpu()).unwrap();
@@ -179,6 +180,7 @@ fn vml_map_pre_stochastic_renoise() {
 /// The same seed gives the same result; another seed a different one.
 #[test]
 fn vml_map_is_reproducible() {
+    let _serial = serial();
     let op = sr_avgpool(SHAPE, 2);
     let prior = GaussianPrior::smooth(SHAPE, cpu()).unwrap();
     tch::manual_seed(3);
@@ -214,6 +216,7 @@ fn vml_map_is_reproducible() {
 /// Stop from the progress callback ends the solve after that step.
 #[test]
 fn vml_map_stops_when_asked() {
+    let _serial = serial();
     let op = sr_avgpool(SHAPE, 2);
     let prior = GaussianPrior::smooth(SHAPE, cpu()).unwrap();
     let y = op.forward(&prior.mean());
@@ -243,4 +246,153 @@ fn vml_map_stops_when_asked() {
         .unwrap();
     assert!(out.is_none());
     assert_eq!(seen, 3);
+}
+
+// ---------------------------------------------------------------------------------------
+// Baselines. DPS, DDRM and ΠGDM are (approximate) posterior samplers, so on the Gaussian
+// prior they are checked as samplers: a batch of 32 runs on one measurement must
+// 1. for σ_y = 0, reproduce the measurement: mean over samples of ‖H x̂ − y‖/‖y‖ < tol;
+// 2. have a sample mean much closer to the exact posterior mean (= MAP) than the prior mean
+//    is: ‖mean − x_MAP‖ < 0.5 ‖μ − x_MAP‖ (the measurement was used, in the right way);
+// 3. spread like the posterior: mean ‖x̂ − x_MAP‖ within [0.5, 2] × √tr(Cov[x0 | y]).
+// None of them is an exact sampler (DDRM and ΠGDM at their default step counts least of
+// all), so the bounds are loose; measured values are in docs/algorithm.md.
+
+const BATCH: i64 = 32;
+
+fn check_sampler(method: &str, op: &dyn Operator, sigma_y: f64, resid_tol: f64) -> Progress {
+    let _serial = serial();
+    tch::set_num_threads(1);
+    tch::manual_seed(1);
+    let prior = GaussianPrior::smooth(SHAPE, cpu()).unwrap();
+    let x = prior.sample(1);
+    let hx = op.forward(&x);
+    let y1 = &hx + Tensor::randn_like(&hx) * sigma_y;
+    let map = prior.map_estimate(op, &y1, sigma_y);
+    let post_std = prior
+        .posterior_cov(op, sigma_y)
+        .diagonal(0, 0, 1)
+        .sum(Kind::Double)
+        .sqrt()
+        .double_value(&[]);
+    let y = y1.repeat([BATCH, 1, 1, 1]);
+    let solver = solvers::build(method, &SolverOptions::default()).unwrap();
+    let problem = Problem {
+        op,
+        y: y.shallow_clone(),
+        sigma_y,
+    };
+    let mut last = None;
+    let out = solver
+        .solve(&prior, &problem, 3, &mut |p| {
+            last = Some(p);
+            Control::Continue
+        })
+        .unwrap()
+        .unwrap();
+    let per_image = |t: Tensor| {
+        t.reshape([BATCH, -1])
+            .norm_scalaropt_dim(2, [1i64].as_slice(), false)
+            .mean(Kind::Float)
+            .double_value(&[])
+    };
+    let resid = per_image(op.forward(&out) - &y) / y1.norm().double_value(&[]);
+    let mean = out.mean_dim([0i64].as_slice(), true, Kind::Float);
+    let mean_err = (&mean - &map).norm().double_value(&[]);
+    let prior_err = (prior.mean() - &map).norm().double_value(&[]);
+    let spread = per_image(&out - &map) / post_std;
+    println!(
+        "{method} {} σ_y={sigma_y}: ‖Hx̂−y‖/‖y‖ {resid:.2e}, ‖mean−MAP‖ {mean_err:.3} (‖μ−MAP‖ {prior_err:.3}), spread/posterior std {spread:.2}",
+        op.name()
+    );
+    if sigma_y == 0.0 {
+        assert!(
+            resid < resid_tol,
+            "{method} {}: residual {resid:.3e} ≥ {resid_tol}",
+            op.name()
+        );
+    }
+    assert!(
+        mean_err < 0.5 * prior_err,
+        "{method} {} σ_y={sigma_y}: sample mean too far from the MAP",
+        op.name()
+    );
+    assert!(
+        (0.5..2.0).contains(&spread),
+        "{method} {} σ_y={sigma_y}: spread ratio {spread:.2}",
+        op.name()
+    );
+    last.expect("progress reported")
+}
+
+fn check_sampler_suite(method: &str, resid_tol: f64) -> Progress {
+    check_sampler(method, &inpaint_box(SHAPE, 2..6, 2..6), 0.0, resid_tol);
+    check_sampler(method, &inpaint_box(SHAPE, 2..6, 2..6), 0.05, resid_tol);
+    check_sampler(method, &sr_avgpool(SHAPE, 2), 0.0, resid_tol);
+    check_sampler(method, &sr_avgpool(SHAPE, 2), 0.05, resid_tol);
+    check_sampler(method, &blur_box2(SHAPE), 0.0, resid_tol);
+    check_sampler(method, &blur_gaussian(SHAPE, 1.0), 0.05, resid_tol)
+}
+
+#[test]
+fn ddrm_on_gaussian_prior() {
+    let p = check_sampler_suite("ddrm", 0.06);
+    assert_eq!((p.steps, p.forwards, p.vjps), (20, 20, 0));
+}
+
+#[test]
+fn pigdm_on_gaussian_prior() {
+    let p = check_sampler_suite("pigdm", 0.01);
+    assert_eq!((p.steps, p.forwards, p.vjps), (100, 100, 100));
+}
+
+#[test]
+fn dps_on_gaussian_prior() {
+    let p = check_sampler_suite("dps", 0.08);
+    assert_eq!((p.steps, p.forwards, p.vjps), (1000, 1000, 1000));
+}
+
+/// Methods that need the SVD say so instead of failing later.
+#[test]
+fn svd_methods_refuse_operators_without_one() {
+    let _serial = serial();
+    let prior = GaussianPrior::smooth(SHAPE, cpu()).unwrap();
+    let op = NoSvd(sr_avgpool(SHAPE, 2));
+    let y = op.forward(&prior.mean());
+    let mut go = |_: Progress| Control::Continue;
+    for (method, sigma_y) in [("ddrm", 0.0), ("vml-map-pre", 0.0), ("pigdm", 0.05)] {
+        let solver = solvers::build(method, &SolverOptions::default()).unwrap();
+        let problem = Problem {
+            op: &op,
+            y: y.shallow_clone(),
+            sigma_y,
+        };
+        match solver.solve(&prior, &problem, 0, &mut go) {
+            Err(vml::Error::Usage(m)) => assert!(m.contains("SVD"), "{m}"),
+            other => panic!(
+                "{method}: expected a usage error, got {:?}",
+                other.map(|o| o.is_some())
+            ),
+        }
+    }
+    // Without noise ΠGDM needs only H⁺; plain VML-MAP never needs the SVD.
+    for method in ["pigdm", "vml-map"] {
+        let solver = solvers::build(
+            method,
+            &SolverOptions {
+                steps: Some(5),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let problem = Problem {
+            op: &op,
+            y: y.shallow_clone(),
+            sigma_y: 0.0,
+        };
+        assert!(solver
+            .solve(&prior, &problem, 0, &mut go)
+            .unwrap()
+            .is_some());
+    }
 }

@@ -65,6 +65,7 @@ fn evenly_spaced_steps() {
 /// entries (real t) and with a learn_sigma-style 6-channel output.
 #[test]
 fn eps_denoiser_converts_vp_to_ve() {
+    let _serial = serial();
     let prior = std::rc::Rc::new(GaussianPrior::smooth([3, 8, 8], cpu()).unwrap());
     let sched = VpSchedule::ddpm();
     for six in [false, true] {
@@ -121,6 +122,7 @@ fn gaussian_denoiser_jacobian() {
 /// of the posterior log-density.
 #[test]
 fn gaussian_map_is_the_map() {
+    let _serial = serial();
     let shape = [1, 6, 6];
     let prior = GaussianPrior::smooth(shape, cpu()).unwrap();
     let op = sr_avgpool(shape, 2);

@@ -3,6 +3,9 @@
 //! option and its default, are described in docs/algorithm.md.
 
 pub mod classical;
+pub mod ddrm;
+pub mod dps;
+pub mod pigdm;
 pub mod vml_map;
 
 use crate::diffusion::Denoiser;
@@ -44,7 +47,8 @@ pub trait Solver {
     fn name(&self) -> &'static str;
     /// Restores `problem` with `denoiser`. Returns the estimate `(N, C, H, W)` in [-1, 1],
     /// or `Ok(None)` when `on_progress` asked to stop. The same `seed` on the same device
-    /// gives the same result. Errors: a measurement that does not fit the operator, an
+    /// gives the same result (noise comes from LibTorch's global generator, reseeded here:
+    /// solves running concurrently in one process interleave their draws). Errors: a measurement that does not fit the operator, an
     /// operator without the SVD a method needs, settings that cannot work together.
     fn solve(
         &self,
@@ -107,8 +111,10 @@ pub struct SolverOptions {
     pub eta: Option<f64>,
     /// DDRM η_b. Default 1.
     pub eta_b: Option<f64>,
-    /// Clamp x̂0 to [-1, 1] inside DPS / ΠGDM / DDRM steps as their reference code does.
-    /// Default true.
+    /// DDRM: singular values below this count as zero (null space). Default 3e-2.
+    pub svd_cutoff: Option<f64>,
+    /// Clamp x̂0 to [-1, 1] inside the steps: DPS (default true, as its reference code)
+    /// and ΠGDM (default false).
     pub clip_denoised: Option<bool>,
 }
 
@@ -127,6 +133,9 @@ pub fn build(method: &str, opts: &SolverOptions) -> Result<Box<dyn Solver>> {
     match method {
         "vml-map" => Ok(Box::new(vml_map::VmlMap::new(opts, false)?)),
         "vml-map-pre" => Ok(Box::new(vml_map::VmlMap::new(opts, true)?)),
+        "dps" => Ok(Box::new(dps::Dps::new(opts)?)),
+        "ddrm" => Ok(Box::new(ddrm::Ddrm::new(opts)?)),
+        "pigdm" => Ok(Box::new(pigdm::Pigdm::new(opts)?)),
         "classical" => Ok(Box::new(classical::Classical)),
         _ => Err(Error::Usage(format!(
             "method '{method}' is not available; known methods: {}",
@@ -182,6 +191,27 @@ pub(crate) fn denoise_vjp(
         .pop()
         .ok_or_else(|| Error::Input("backward pass returned no gradient".into()))?;
     Ok((d_val, jtg.detach()))
+}
+
+/// The σ of the denoiser's own discrete timesteps (ascending), or the DDPM table of the
+/// guided-diffusion networks when it has none.
+pub(crate) fn table_sigmas(denoiser: &dyn Denoiser) -> Vec<f64> {
+    denoiser
+        .discrete_sigmas()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| crate::diffusion::VpSchedule::ddpm().sigmas().to_vec())
+}
+
+/// Timesteps `0, k, 2k, …` below `total` with stride `k = total / steps`, descending (the
+/// respacing of the DDRM and ΠGDM reference code).
+pub(crate) fn strided_timesteps(total: usize, steps: usize) -> Result<Vec<usize>> {
+    let stride = total.checked_div(steps).unwrap_or(0);
+    if stride == 0 {
+        return Err(Error::Usage(format!(
+            "{steps} steps is more than the network's {total} timesteps"
+        )));
+    }
+    Ok((0..total).step_by(stride).rev().collect())
 }
 
 /// Seeds LibTorch's generators (CPU and CUDA) so that a run is reproducible on one device.

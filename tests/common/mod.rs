@@ -204,3 +204,35 @@ pub fn rel_err(a: &Tensor, b: &Tensor) -> f64 {
 pub fn cpu() -> Device {
     Device::Cpu
 }
+
+/// The same operator with its SVD hidden, for the "needs an SVD" errors.
+pub struct NoSvd(pub Dense);
+
+impl Operator for NoSvd {
+    fn name(&self) -> String {
+        format!("{} (no SVD)", self.0.name())
+    }
+    fn x_shape(&self) -> [i64; 3] {
+        self.0.x_shape()
+    }
+    fn y_shape(&self) -> [i64; 3] {
+        self.0.y_shape()
+    }
+    fn forward(&self, x: &Tensor) -> Tensor {
+        self.0.forward(x)
+    }
+    fn adjoint(&self, y: &Tensor) -> Tensor {
+        self.0.adjoint(y)
+    }
+    fn pinv(&self, y: &Tensor) -> Tensor {
+        self.0.pinv(y)
+    }
+}
+
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Solvers draw from LibTorch's global generator; tests that check seeded results hold this
+/// so that parallel test threads do not interleave their draws.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
