@@ -173,4 +173,54 @@ echo "       | binary_error message: $(r binary_error message)"
     pass "gray image: sr2 works and the image stays gray" ||
     { fail "gray image: sr2 works and the image stays gray"; show_case gray_sr; }
 
+# --- cancel: kill the plug-in mid-restore, as GIMP's Cancel does (SIGKILL); vml-filter must go.
+# A 1024x1024 picture with an 820x820 hole keeps the classical method busy for many seconds on
+# this machine; if it ever finishes before the kill, the case fails (it never passes untested).
+mkdir -p "$out/cancel"
+$IM -size 1024x1024 plasma:tan-navy -seed 4 -depth 8 "PNG24:$out/cancel/big.png"
+plugin_path=$out/home/.config/GIMP/3.0/plug-ins/vml-restore/vml-restore.py
+VML_ROOT_HOME=$out/home VML_TEST_OUT=$out/cancel VML_TEST_IMG=$out/in.png \
+    VML_TEST_BIG=$out/cancel/big.png VML_TEST_ONLY=cancel \
+    VML_TEST_METHOD=${VML_TEST_CANCEL_METHOD:-classical} \
+    "$here/in-root.sh" "$root" "$bin" "$out" -- bash "$out/run.sh" >"$out/cancel/gimp.log" 2>&1 &
+gimp_job=$!
+plugin_pid="" child_pid="" seen=0 gone_after=""
+for _ in $(seq 1 600); do
+    sleep 0.2
+    if [[ -z $child_pid ]]; then
+        # The running plug-in (not GIMP's short "-query" start of it) and its one child.
+        plugin_pid=$(pgrep -f -- "$plugin_path -gimp .*-run" | head -1)
+        [[ -n $plugin_pid ]] && child_pid=$(pgrep -P "$plugin_pid" | head -1)
+        continue
+    fi
+    seen=$((seen + 1))
+    # Let vml-filter get past loading and into the restore (3 s), then pull the plug.
+    if [[ $seen == 15 ]]; then
+        kill -0 "$child_pid" 2>/dev/null || break
+        kill -KILL "$plugin_pid"
+        t_kill=$SECONDS
+        for _ in $(seq 1 150); do
+            kill -0 "$child_pid" 2>/dev/null || { gone_after=$((SECONDS - t_kill)); break; }
+            sleep 0.2
+        done
+        break
+    fi
+done
+if [[ -z $child_pid ]]; then
+    fail "cancel: vml-filter was seen running under the plug-in" "plugin pid '${plugin_pid}'"
+elif [[ $seen -lt 15 ]]; then
+    fail "cancel: vml-filter still working 3 s in (it finished first: make the cancel job bigger)"
+elif [[ -n $gone_after ]]; then
+    pass "cancel: vml-filter exited ${gone_after} s after the plug-in was killed"
+else
+    fail "cancel: vml-filter still running 30 s after the plug-in was killed" "pid $child_pid"
+    kill -KILL "$child_pid" 2>/dev/null
+fi
+wait "$gimp_job"
+cancel_seen=$(python3 -c "import json; c = json.load(open('$out/cancel/results.json'))['cancel']
+print(c['status'], len(c['layers']))" 2>/dev/null)
+[[ $cancel_seen == *-error" 1" ]] && grep -q "gimp-console-3.0 exit 0" "$out/cancel/gimp.log" &&
+    pass "cancel: the call fails, the image keeps its one layer, GIMP quits normally" ||
+    fail "cancel: the call fails, the image keeps its one layer, GIMP quits normally" "$cancel_seen"
+
 finish
