@@ -146,6 +146,13 @@ if [[ $(r sr2 status) == success ]]; then pass "sr2: PDB call succeeded"; else
 [[ $(r sr2 layers 0) == '["sr2", 192, 128]' ]] && pass "sr2: new 192x128 layer 'sr2' on top" ||
     fail "sr2: new 192x128 layer 'sr2' on top" "$(r sr2 layers)"
 check "sr2: saved file is 192x128" size_is "$out/sr2.png" 192x128
+# Mean and standard deviation of the values before/after agree within 3% of the mean (GIMP gives
+# them on the precision's own scale: 0-255 for 8 bits, 0-1 beyond).
+stats_close() {
+    python3 -c "import json,sys; c=json.load(open('$res'))[sys.argv[1]]; b, a = c['mean_std_before'], c['mean_std_after']
+print('before', b, 'after', a); sys.exit(0 if all(abs(x - y) < 0.03 * b[0] for x, y in zip(a, b)) else 1)" "$1"
+}
+check "sr2: result has the original's mean and spread" stats_close sr2
 
 # denoise limited to the selection
 if [[ $(r denoise status) == success ]]; then pass "denoise: PDB call succeeded"; else
@@ -172,6 +179,12 @@ echo "       | binary_error message: $(r binary_error message)"
 [[ $(r gray_sr status) == success && $(r gray_sr width) == 192 && $(r gray_sr gray) == True ]] &&
     pass "gray image: sr2 works and the image stays gray" ||
     { fail "gray image: sr2 works and the image stays gray"; show_case gray_sr; }
+[[ $(r deep_alpha_sr status) == success && $(r deep_alpha_sr width) == 192 && $(r deep_alpha_sr top_has_alpha) == True &&
+    $(r deep_alpha_sr precision) == u16-non-linear ]] &&
+    pass "16-bit RGBA layer: sr2 works, result keeps alpha and 16-bit precision" ||
+    { fail "16-bit RGBA layer: sr2 works, result keeps alpha and 16-bit precision" \
+        "$(r deep_alpha_sr status) $(r deep_alpha_sr width) alpha=$(r deep_alpha_sr top_has_alpha) $(r deep_alpha_sr precision)"; show_case deep_alpha_sr; }
+check "16-bit RGBA: result has the original's mean and spread" stats_close deep_alpha_sr
 
 # --- cancel: kill the plug-in mid-restore, as GIMP's Cancel does (SIGKILL); vml-filter must go.
 # A 1024x1024 picture with an 820x820 hole keeps the classical method busy for many seconds on
