@@ -42,6 +42,18 @@ impl EpsModel for crate::model::Network {
     }
 }
 
+impl EpsModel for &crate::model::UNet {
+    fn forward_eps(&self, z: &Tensor, t: &Tensor) -> Tensor {
+        self.forward(z, t)
+    }
+}
+
+impl EpsModel for &crate::model::Network {
+    fn forward_eps(&self, z: &Tensor, t: &Tensor) -> Tensor {
+        self.forward(z, t)
+    }
+}
+
 /// The VE denoiser of an ε-prediction network on a discrete VP schedule.
 pub struct EpsDenoiser<M> {
     model: M,
