@@ -9,6 +9,7 @@
 //! (schedules, the denoiser `D(x, σ)`), which `solvers` uses together with `operators`.
 //! `io`, `protocol` and the binary sit on top.
 
+pub mod cli;
 pub mod device;
 pub mod diffusion;
 pub mod error;
@@ -16,7 +17,9 @@ pub mod inspect;
 pub mod io;
 pub mod model;
 pub mod operators;
+pub mod pipeline;
 pub mod protocol;
+pub mod serve;
 pub mod solvers;
 pub mod task;
 pub mod train;

@@ -1,3 +1,53 @@
-fn main() {
-    println!("vml-filter {}", env!("CARGO_PKG_VERSION"));
+//! The `vml-filter` binary: parse the command line, run the library, map the error to an
+//! exit code (docs/protocol.md). Nothing but image or protocol bytes goes to stdout.
+
+use clap::Parser;
+use std::io::Write;
+use std::process::ExitCode;
+use vml::cli::{self, Cli};
+use vml::Error;
+
+fn main() -> ExitCode {
+    vml::pipeline::signals::install();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            // --help and --version are not errors and go to stdout, as users expect.
+            let code = if e.use_stderr() {
+                vml::error::exit::USAGE
+            } else {
+                0
+            };
+            let _ = e.print();
+            return ExitCode::from(code as u8);
+        }
+    };
+    let mut logger = env_logger::Builder::new();
+    logger
+        .filter_level(cli.common.log_level())
+        .format(|buf, record| {
+            writeln!(
+                buf,
+                "vml-filter: {}: {}",
+                record.level().as_str().to_lowercase(),
+                record.args()
+            )
+        });
+    if let Ok(spec) = std::env::var("RUST_LOG") {
+        logger.parse_filters(&spec);
+    }
+    logger.target(env_logger::Target::Stderr).init();
+
+    let code = match cli::run(cli) {
+        Ok(code) => code,
+        Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            log::debug!("stdout closed by the reader");
+            cli::EXIT_BROKEN_PIPE
+        }
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "vml-filter: {e}");
+            e.exit_code()
+        }
+    };
+    ExitCode::from(code.clamp(0, 255) as u8)
 }

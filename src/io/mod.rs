@@ -1,1 +1,708 @@
 //! Image decoding and encoding, input limits, atomic output files.
+//!
+//! Decoding sniffs the format from the first bytes (never from a file name), checks the
+//! declared size against [`Limits`] from the header alone — before any pixel buffer is
+//! allocated, so a decompression bomb costs a few hundred bytes of reading — and applies the
+//! EXIF orientation. Pixels come out as [`Picture`]: channel-major `f32` planes in [0, 1]
+//! with the alpha plane kept apart, so that the restoration never sees alpha and the encoder
+//! can put it back untouched.
+
+use crate::error::{Error, Result};
+use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader};
+use std::io::{Cursor, Read, Write};
+use std::path::Path;
+
+/// The image formats read and written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Png,
+    Jpeg,
+    /// Netpbm: P5/P6 binary gray/colour maps and P7 (PAM, which also carries alpha).
+    Pnm,
+    Tiff,
+    WebP,
+    Bmp,
+}
+
+impl Format {
+    pub const ALL: [Format; 6] = [
+        Format::Png,
+        Format::Jpeg,
+        Format::Pnm,
+        Format::Tiff,
+        Format::WebP,
+        Format::Bmp,
+    ];
+
+    /// The name used by `--format` and the protocol's `format` field.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Png => "png",
+            Format::Jpeg => "jpeg",
+            Format::Pnm => "pnm",
+            Format::Tiff => "tiff",
+            Format::WebP => "webp",
+            Format::Bmp => "bmp",
+        }
+    }
+
+    /// Parses a format name or a file extension (`jpg`, `ppm`, `tif`, …), case-insensitive.
+    pub fn from_name(name: &str) -> Option<Format> {
+        Some(
+            match name
+                .trim()
+                .trim_start_matches('.')
+                .to_ascii_lowercase()
+                .as_str()
+            {
+                "png" => Format::Png,
+                "jpeg" | "jpg" | "jpe" => Format::Jpeg,
+                "pnm" | "ppm" | "pgm" | "pam" | "pbm" => Format::Pnm,
+                "tiff" | "tif" => Format::Tiff,
+                "webp" => Format::WebP,
+                "bmp" | "dib" => Format::Bmp,
+                _ => return None,
+            },
+        )
+    }
+
+    /// The format a path's extension names, if any.
+    pub fn from_path(path: &Path) -> Option<Format> {
+        path.extension()
+            .and_then(|e| e.to_str())
+            .and_then(Format::from_name)
+    }
+
+    fn image_format(self) -> ImageFormat {
+        match self {
+            Format::Png => ImageFormat::Png,
+            Format::Jpeg => ImageFormat::Jpeg,
+            Format::Pnm => ImageFormat::Pnm,
+            Format::Tiff => ImageFormat::Tiff,
+            Format::WebP => ImageFormat::WebP,
+            Format::Bmp => ImageFormat::Bmp,
+        }
+    }
+
+    /// Whether the encoder keeps 16-bit samples.
+    pub fn keeps_16_bit(self) -> bool {
+        matches!(self, Format::Png | Format::Pnm | Format::Tiff)
+    }
+
+    /// Whether the encoder keeps an alpha channel.
+    pub fn keeps_alpha(self) -> bool {
+        !matches!(self, Format::Jpeg)
+    }
+}
+
+/// Sniffs the format from the leading bytes.
+pub fn sniff(bytes: &[u8]) -> Option<Format> {
+    let b = bytes;
+    if b.starts_with(b"\x89PNG\r\n\x1a\n") {
+        Some(Format::Png)
+    } else if b.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        Some(Format::Jpeg)
+    } else if b.len() >= 2 && b[0] == b'P' && matches!(b[1], b'5' | b'6' | b'7') {
+        Some(Format::Pnm)
+    } else if b.starts_with(b"II*\0") || b.starts_with(b"MM\0*") {
+        Some(Format::Tiff)
+    } else if b.len() >= 12 && &b[0..4] == b"RIFF" && &b[8..12] == b"WEBP" {
+        Some(Format::WebP)
+    } else if b.starts_with(b"BM") {
+        Some(Format::Bmp)
+    } else {
+        None
+    }
+}
+
+/// Bounds on what an input may make us allocate. Checked from the image header before
+/// decoding, in raw and protocol modes alike.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub max_width: u32,
+    pub max_height: u32,
+    pub max_pixels: u64,
+    /// Bytes of decoded pixels (all channels, at their bit depth) and of encoded input.
+    pub max_bytes: u64,
+}
+
+impl Default for Limits {
+    /// Fits a 24 GiB machine: a 64 Mpx RGBA 16-bit image is 512 MiB decoded, and the
+    /// restoration works on tiles whose size `--max-memory` bounds separately.
+    fn default() -> Self {
+        Limits {
+            max_width: 32768,
+            max_height: 32768,
+            max_pixels: 64 << 20,
+            max_bytes: 1 << 30,
+        }
+    }
+}
+
+impl Limits {
+    /// Defaults overridden by `VML_MAX_WIDTH`, `VML_MAX_HEIGHT`, `VML_MAX_PIXELS` and
+    /// `VML_MAX_BYTES` where set.
+    pub fn from_env() -> Result<Self> {
+        let mut l = Limits::default();
+        if let Some(v) = env_number("VML_MAX_WIDTH")? {
+            l.max_width =
+                u32::try_from(v).map_err(|_| Error::Usage("VML_MAX_WIDTH is too large".into()))?;
+        }
+        if let Some(v) = env_number("VML_MAX_HEIGHT")? {
+            l.max_height =
+                u32::try_from(v).map_err(|_| Error::Usage("VML_MAX_HEIGHT is too large".into()))?;
+        }
+        if let Some(v) = env_number("VML_MAX_PIXELS")? {
+            l.max_pixels = v;
+        }
+        if let Some(v) = env_number("VML_MAX_BYTES")? {
+            l.max_bytes = v;
+        }
+        Ok(l)
+    }
+
+    /// Checks a declared size; `what` names the input in the message.
+    pub fn check(&self, what: &str, width: u32, height: u32, bytes_per_pixel: u64) -> Result<()> {
+        if width == 0 || height == 0 {
+            return Err(Error::Input(format!("{what} is empty ({width}×{height})")));
+        }
+        if width > self.max_width || height > self.max_height {
+            return Err(Error::Input(format!(
+                "{what} is {width}×{height}, larger than the limit {}×{} (raise with --max-width/--max-height)",
+                self.max_width, self.max_height
+            )));
+        }
+        let pixels = u64::from(width) * u64::from(height);
+        if pixels > self.max_pixels {
+            return Err(Error::Input(format!(
+                "{what} has {pixels} pixels, more than the limit {} (raise with --max-pixels)",
+                self.max_pixels
+            )));
+        }
+        let bytes = pixels.saturating_mul(bytes_per_pixel);
+        if bytes > self.max_bytes {
+            return Err(Error::Input(format!(
+                "{what} would take {bytes} bytes decoded, more than the limit {} (raise with --max-bytes)",
+                self.max_bytes
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn env_number(name: &str) -> Result<Option<u64>> {
+    match std::env::var(name) {
+        Ok(v) => parse_size(&v)
+            .map(Some)
+            .map_err(|e| Error::Usage(format!("{name}: {e}"))),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => {
+            Err(Error::Usage(format!("{name} is not valid UTF-8")))
+        }
+    }
+}
+
+/// Parses `1234`, `64K`, `512M`, `8G` (binary multiples, optional trailing `B`/`iB`).
+pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim();
+    let t = t
+        .strip_suffix("iB")
+        .or_else(|| t.strip_suffix('B'))
+        .unwrap_or(t);
+    let (digits, shift) = match t.chars().last() {
+        Some('k' | 'K') => (&t[..t.len() - 1], 10),
+        Some('m' | 'M') => (&t[..t.len() - 1], 20),
+        Some('g' | 'G') => (&t[..t.len() - 1], 30),
+        Some('t' | 'T') => (&t[..t.len() - 1], 40),
+        _ => (t, 0),
+    };
+    let n: u64 = digits
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size (e.g. 4096, 512M, 8G)"))?;
+    n.checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("'{s}' is too large"))
+}
+
+/// Pixels as the restoration sees them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Picture {
+    pub width: u32,
+    pub height: u32,
+    /// 1 (gray) or 3 (RGB).
+    pub channels: usize,
+    /// `channels` planes of `width × height`, row-major, in [0, 1].
+    pub color: Vec<f32>,
+    /// The alpha plane in [0, 1], kept apart from the colour.
+    pub alpha: Option<Vec<f32>>,
+    /// Whether the source had 16-bit samples (the output keeps them where the format can).
+    pub sixteen_bit: bool,
+}
+
+impl Picture {
+    pub fn pixels(&self) -> usize {
+        self.width as usize * self.height as usize
+    }
+
+    /// One plane of luminance-like gray: the mean of R, G, B (the colorization operator's
+    /// definition), or the gray plane itself.
+    pub fn gray_plane(&self) -> Vec<f32> {
+        let n = self.pixels();
+        if self.channels == 1 {
+            return self.color.clone();
+        }
+        (0..n)
+            .map(|i| (self.color[i] + self.color[n + i] + self.color[2 * n + i]) / 3.0)
+            .collect()
+    }
+
+    fn to_dynamic(&self) -> Result<DynamicImage> {
+        let (w, h, n) = (self.width, self.height, self.pixels());
+        let nch = self.channels + usize::from(self.alpha.is_some());
+        let plane = |k: usize| -> &[f32] {
+            if k < self.channels {
+                &self.color[k * n..(k + 1) * n]
+            } else {
+                self.alpha.as_deref().unwrap_or(&[])
+            }
+        };
+        let too_small = || Error::Input("internal: picture buffer does not match its size".into());
+        if self.color.len() != self.channels * n
+            || self.alpha.as_ref().is_some_and(|a| a.len() != n)
+        {
+            return Err(too_small());
+        }
+        if self.sixteen_bit {
+            let mut buf = vec![0u16; n * nch];
+            for k in 0..nch {
+                for (i, v) in plane(k).iter().enumerate() {
+                    buf[i * nch + k] = (v.clamp(0.0, 1.0) * 65535.0).round() as u16;
+                }
+            }
+            Ok(match nch {
+                1 => DynamicImage::ImageLuma16(
+                    image::ImageBuffer::from_raw(w, h, buf).ok_or_else(too_small)?,
+                ),
+                2 => DynamicImage::ImageLumaA16(
+                    image::ImageBuffer::from_raw(w, h, buf).ok_or_else(too_small)?,
+                ),
+                3 => DynamicImage::ImageRgb16(
+                    image::ImageBuffer::from_raw(w, h, buf).ok_or_else(too_small)?,
+                ),
+                _ => DynamicImage::ImageRgba16(
+                    image::ImageBuffer::from_raw(w, h, buf).ok_or_else(too_small)?,
+                ),
+            })
+        } else {
+            let mut buf = vec![0u8; n * nch];
+            for k in 0..nch {
+                for (i, v) in plane(k).iter().enumerate() {
+                    buf[i * nch + k] = (v.clamp(0.0, 1.0) * 255.0).round() as u8;
+                }
+            }
+            Ok(match nch {
+                1 => DynamicImage::ImageLuma8(
+                    image::ImageBuffer::from_raw(w, h, buf).ok_or_else(too_small)?,
+                ),
+                2 => DynamicImage::ImageLumaA8(
+                    image::ImageBuffer::from_raw(w, h, buf).ok_or_else(too_small)?,
+                ),
+                3 => DynamicImage::ImageRgb8(
+                    image::ImageBuffer::from_raw(w, h, buf).ok_or_else(too_small)?,
+                ),
+                _ => DynamicImage::ImageRgba8(
+                    image::ImageBuffer::from_raw(w, h, buf).ok_or_else(too_small)?,
+                ),
+            })
+        }
+    }
+
+    fn from_dynamic(img: DynamicImage) -> Picture {
+        use image::ColorType as C;
+        let color = img.color();
+        let sixteen_bit = matches!(
+            color,
+            C::L16 | C::La16 | C::Rgb16 | C::Rgba16 | C::Rgb32F | C::Rgba32F
+        );
+        let has_alpha = color.has_alpha();
+        let gray = matches!(color, C::L8 | C::La8 | C::L16 | C::La16);
+        let (w, h) = (img.width(), img.height());
+        let n = w as usize * h as usize;
+        let channels = if gray { 1 } else { 3 };
+        let nch = channels + usize::from(has_alpha);
+        // Going through f32 keeps 16-bit precision and normalises every sample type to [0, 1].
+        let flat: Vec<f32> = match (gray, has_alpha) {
+            (true, false) => img
+                .into_luma16()
+                .into_raw()
+                .into_iter()
+                .map(|v| f32::from(v) / 65535.0)
+                .collect(),
+            (true, true) => img
+                .into_luma_alpha16()
+                .into_raw()
+                .into_iter()
+                .map(|v| f32::from(v) / 65535.0)
+                .collect(),
+            (false, false) => img.into_rgb32f().into_raw(),
+            (false, true) => img.into_rgba32f().into_raw(),
+        };
+        let mut planes = vec![0f32; n * channels];
+        let mut alpha = has_alpha.then(|| vec![0f32; n]);
+        for i in 0..n {
+            for k in 0..channels {
+                planes[k * n + i] = flat[i * nch + k].clamp(0.0, 1.0);
+            }
+            if let Some(a) = alpha.as_mut() {
+                a[i] = flat[i * nch + channels].clamp(0.0, 1.0);
+            }
+        }
+        Picture {
+            width: w,
+            height: h,
+            channels,
+            color: planes,
+            alpha,
+            sixteen_bit,
+        }
+    }
+}
+
+/// A decoded input and the format it came in.
+#[derive(Clone, Debug)]
+pub struct Decoded {
+    pub picture: Picture,
+    pub format: Format,
+}
+
+/// Decodes an image from memory; `what` names it in error messages ("image", "mask").
+pub fn decode(bytes: &[u8], limits: &Limits, what: &str) -> Result<Decoded> {
+    if bytes.is_empty() {
+        return Err(Error::Input(format!("{what} is empty (no bytes)")));
+    }
+    if bytes.len() as u64 > limits.max_bytes {
+        return Err(Error::Input(format!(
+            "{what} is {} bytes, more than the limit {} (raise with --max-bytes)",
+            bytes.len(),
+            limits.max_bytes
+        )));
+    }
+    let format = sniff(bytes).ok_or_else(|| {
+        Error::Input(format!(
+            "{what} is not a supported image (expected PNG, JPEG, PNM P5/P6/P7, TIFF, WebP or BMP; first bytes {})",
+            hex_prefix(bytes)
+        ))
+    })?;
+    let mut reader = ImageReader::new(Cursor::new(bytes));
+    reader.set_format(format.image_format());
+    let mut lim = image::Limits::default();
+    lim.max_image_width = Some(limits.max_width);
+    lim.max_image_height = Some(limits.max_height);
+    lim.max_alloc = Some(limits.max_bytes);
+    reader.limits(lim);
+    let bad = |e: image::ImageError| decode_error(what, format, e);
+    let mut decoder = reader.into_decoder().map_err(bad)?;
+    let (w, h) = decoder.dimensions();
+    limits.check(
+        what,
+        w,
+        h,
+        u64::from(decoder.color_type().bytes_per_pixel()),
+    )?;
+    // A missing or malformed EXIF block is not worth refusing the image for.
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut img = DynamicImage::from_decoder(decoder).map_err(bad)?;
+    img.apply_orientation(orientation);
+    Ok(Decoded {
+        picture: Picture::from_dynamic(img),
+        format,
+    })
+}
+
+fn decode_error(what: &str, format: Format, e: image::ImageError) -> Error {
+    match e {
+        image::ImageError::Limits(l) => {
+            Error::Input(format!("{what}: exceeds the decoding limits ({l})"))
+        }
+        image::ImageError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            Error::Input(format!("{what}: truncated {} data", format.name()))
+        }
+        other => Error::Input(format!("{what}: cannot decode {}: {other}", format.name())),
+    }
+}
+
+fn hex_prefix(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Encodes `picture` as `format` in memory. Formats that cannot hold 16-bit samples or
+/// alpha get 8-bit samples or lose alpha (with a warning in the log).
+pub fn encode(picture: &Picture, format: Format) -> Result<Vec<u8>> {
+    let mut p = std::borrow::Cow::Borrowed(picture);
+    if p.sixteen_bit && !format.keeps_16_bit() {
+        log::info!("{} holds 8-bit samples only: writing 8 bits", format.name());
+        p.to_mut().sixteen_bit = false;
+    }
+    if p.alpha.is_some() && !format.keeps_alpha() {
+        log::warn!(
+            "{} has no alpha channel: the alpha of the input is dropped",
+            format.name()
+        );
+        p.to_mut().alpha = None;
+    }
+    if matches!(format, Format::Tiff | Format::Bmp | Format::WebP)
+        && p.channels == 1
+        && p.alpha.is_some()
+    {
+        // These encoders have no gray+alpha: write RGBA with three equal channels.
+        let q = p.to_mut();
+        q.color = q.color.repeat(3);
+        q.channels = 3;
+    }
+    if format == Format::WebP && p.sixteen_bit {
+        p.to_mut().sixteen_bit = false;
+    }
+    let img = p.to_dynamic()?;
+    let mut out = Cursor::new(Vec::new());
+    let enc_err = |e: image::ImageError| {
+        Error::Io(std::io::Error::other(format!(
+            "encoding {}: {e}",
+            format.name()
+        )))
+    };
+    match format {
+        Format::Jpeg => img
+            .write_with_encoder(image::codecs::jpeg::JpegEncoder::new_with_quality(
+                &mut out, 95,
+            ))
+            .map_err(enc_err)?,
+        Format::Pnm if p.sixteen_bit && p.alpha.is_none() => {
+            // P5/P6 with maxval 65535 (big-endian samples), which the image crate's subtyped
+            // encoder does not write.
+            let magic = if p.channels == 1 { "P5" } else { "P6" };
+            let buf = out.get_mut();
+            buf.extend_from_slice(format!("{magic}\n{} {}\n65535\n", p.width, p.height).as_bytes());
+            let n = p.pixels();
+            for i in 0..n {
+                for k in 0..p.channels {
+                    let v = (p.color[k * n + i].clamp(0.0, 1.0) * 65535.0).round() as u16;
+                    buf.extend_from_slice(&v.to_be_bytes());
+                }
+            }
+        }
+        Format::Pnm => {
+            use image::codecs::pnm::{PnmEncoder, PnmSubtype, SampleEncoding};
+            let enc = PnmEncoder::new(&mut out);
+            let enc = match (p.channels, p.alpha.is_some()) {
+                (1, false) => enc.with_subtype(PnmSubtype::Graymap(SampleEncoding::Binary)),
+                (3, false) => enc.with_subtype(PnmSubtype::Pixmap(SampleEncoding::Binary)),
+                // P7 (PAM) is the Netpbm form that carries alpha.
+                _ => enc,
+            };
+            img.write_with_encoder(enc).map_err(enc_err)?
+        }
+        Format::WebP => img
+            .write_with_encoder(image::codecs::webp::WebPEncoder::new_lossless(&mut out))
+            .map_err(enc_err)?,
+        other => img
+            .write_to(&mut out, other.image_format())
+            .map_err(enc_err)?,
+    }
+    Ok(out.into_inner())
+}
+
+/// Reads all of `r`, refusing more than `max` bytes without reading them all.
+pub fn read_bounded(r: &mut dyn Read, max: u64, what: &str) -> Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    r.take(max.saturating_add(1)).read_to_end(&mut buf)?;
+    if buf.len() as u64 > max {
+        return Err(Error::Input(format!(
+            "{what} is larger than the limit of {max} bytes (raise with --max-bytes)"
+        )));
+    }
+    Ok(buf)
+}
+
+/// Reads a whole file with the same bound; a missing file is bad input, not an I/O failure.
+pub fn read_file(path: &Path, max: u64, what: &str) -> Result<Vec<u8>> {
+    let mut f = std::fs::File::open(path)
+        .map_err(|e| Error::Input(format!("cannot open {what} '{}': {e}", path.display())))?;
+    read_bounded(&mut f, max, what)
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same folder, renamed over the
+/// destination only once everything is written and synced; on any failure (and when
+/// `cancelled` says so just before the rename) the temporary file is removed and `path`
+/// is left as it was.
+pub fn write_atomic(path: &Path, bytes: &[u8], cancelled: &dyn Fn() -> bool) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".vml-filter-").suffix(".part");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // The umask still applies, so the file ends up as a plain `File::create` would.
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    let mut tmp = builder.tempfile_in(dir).map_err(|e| {
+        Error::Io(std::io::Error::new(
+            e.kind(),
+            format!("cannot create a file in '{}': {e}", dir.display()),
+        ))
+    })?;
+    let write = |f: &mut std::fs::File| -> std::io::Result<()> {
+        f.write_all(bytes)?;
+        f.flush()?;
+        f.sync_all()
+    };
+    write(tmp.as_file_mut()).map_err(|e| {
+        Error::Io(std::io::Error::new(
+            e.kind(),
+            format!("writing '{}': {e}", path.display()),
+        ))
+    })?;
+    if cancelled() {
+        return Err(Error::Interrupted);
+    }
+    tmp.persist(path).map_err(|e| {
+        Error::Io(std::io::Error::new(
+            e.error.kind(),
+            format!("renaming onto '{}': {}", path.display(), e.error),
+        ))
+    })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn picture(channels: usize, alpha: bool, sixteen_bit: bool) -> Picture {
+        let (w, h) = (5u32, 3u32);
+        let n = 15;
+        let color = (0..n * channels).map(|i| (i % 17) as f32 / 16.0).collect();
+        let alpha = alpha.then(|| (0..n).map(|i| 1.0 - i as f32 / 14.0).collect());
+        Picture {
+            width: w,
+            height: h,
+            channels,
+            color,
+            alpha,
+            sixteen_bit,
+        }
+    }
+
+    #[test]
+    fn lossless_formats_round_trip() {
+        for format in [
+            Format::Png,
+            Format::Pnm,
+            Format::Tiff,
+            Format::WebP,
+            Format::Bmp,
+        ] {
+            for (ch, a, b16) in [
+                (1, false, false),
+                (3, false, false),
+                (3, true, false),
+                (1, true, false),
+                (3, false, true),
+            ] {
+                let p = picture(ch, a, b16);
+                let bytes = encode(&p, format).unwrap();
+                assert_eq!(sniff(&bytes), Some(format));
+                let d = decode(&bytes, &Limits::default(), "image").unwrap();
+                let q = d.picture;
+                assert_eq!((q.width, q.height), (5, 3));
+                let keeps16 = b16 && format.keeps_16_bit();
+                assert_eq!(q.sixteen_bit, keeps16, "{format:?} {ch} {a} {b16}");
+                // WebP and BMP store gray as RGB.
+                if matches!(format, Format::Png | Format::Pnm) || (format == Format::Tiff && !a) {
+                    assert_eq!(q.channels, ch, "{format:?}");
+                }
+                assert_eq!(q.alpha.is_some(), a, "{format:?} {ch} {a}");
+                let tol = if keeps16 { 1e-4 } else { 0.5 / 255.0 + 1e-6 };
+                let n = 15;
+                for i in 0..n {
+                    for k in 0..q.channels {
+                        let want = p.color[(k.min(ch - 1)) * n + i];
+                        assert!(
+                            (q.color[k * n + i] - want).abs() <= tol,
+                            "{format:?} {i} {k}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn limits_refuse_before_decoding() {
+        let p = picture(3, false, false);
+        let bytes = encode(&p, Format::Png).unwrap();
+        let small = Limits {
+            max_width: 4,
+            ..Limits::default()
+        };
+        assert!(matches!(
+            decode(&bytes, &small, "image"),
+            Err(Error::Input(_))
+        ));
+        let few = Limits {
+            max_pixels: 14,
+            ..Limits::default()
+        };
+        assert!(matches!(
+            decode(&bytes, &few, "image"),
+            Err(Error::Input(_))
+        ));
+        assert!(matches!(
+            decode(&bytes[..bytes.len() / 2], &Limits::default(), "image"),
+            Err(Error::Input(_))
+        ));
+        assert!(matches!(
+            decode(b"hello", &Limits::default(), "image"),
+            Err(Error::Input(_))
+        ));
+        assert!(matches!(
+            decode(b"", &Limits::default(), "image"),
+            Err(Error::Input(_))
+        ));
+    }
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("64K"), Ok(64 << 10));
+        assert_eq!(parse_size("8G"), Ok(8 << 30));
+        assert_eq!(parse_size("512MiB"), Ok(512 << 20));
+        assert!(parse_size("-1").is_err());
+        assert!(parse_size("lots").is_err());
+    }
+
+    #[test]
+    fn atomic_write_leaves_nothing_on_cancel() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.png");
+        std::fs::write(&path, b"old").unwrap();
+        assert!(matches!(
+            write_atomic(&path, b"new", &|| true),
+            Err(Error::Interrupted)
+        ));
+        assert_eq!(std::fs::read(&path).unwrap(), b"old");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        write_atomic(&path, b"new", &|| false).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"new");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}

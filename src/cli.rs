@@ -1,0 +1,694 @@
+//! The command line: clap types, their translation into a [`Task`] and pipeline
+//! [`Settings`], progress reporting on stderr, and the plain-filter and `degrade` runs.
+//! The protocol and `serve` live in `crate::serve`; `main.rs` only parses and maps errors
+//! to exit codes (docs/protocol.md lists them).
+
+use crate::error::{Error, Result};
+use crate::io::{self, Format, Limits};
+use crate::pipeline::{self, signals, ModelCache, Settings};
+use crate::solvers::{Control, SolverOptions};
+use crate::task::{Blur, SrKind, Task};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+/// Exit status when stdout was closed by the reader (like a process killed by SIGPIPE).
+pub const EXIT_BROKEN_PIPE: i32 = 141;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "vml-filter",
+    version,
+    about = "Image restoration with pretrained diffusion models (VML-MAP), as a Unix filter",
+    long_about = "Reads an image (or a JSON-header protocol request, see docs/protocol.md) on stdin or -i, \
+                  restores it and writes the result to stdout or -o.\n\nExamples:\n  \
+                  vml-filter --sr 4 < low.png > high.png\n  \
+                  vml-filter --inpaint --mask holes.png -i photo.jpg -o fixed.jpg\n  \
+                  vml-filter degrade --deblur gaussian:3 --sigma-y 0.02 < clean.png > blurred.png\n  \
+                  vml-filter serve < requests.bin > responses.bin",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub restore: RestoreArgs,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Apply the forward model to a clean image: y = H x + σ_y·noise.
+    Degrade(DegradeArgs),
+    /// Answer protocol requests one after another on stdin, keeping networks loaded.
+    Serve(ServeArgs),
+    /// Developer: evaluate the raw network on a .npy batch (numerical parity hook).
+    EvalNet(crate::inspect::EvalNetArgs),
+    /// Developer: model files.
+    #[command(subcommand)]
+    Models(ModelsCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ModelsCommand {
+    /// List the tensors of a checkpoint: name, shape, dtype.
+    Inspect {
+        /// Checkpoint file.
+        path: PathBuf,
+    },
+}
+
+/// The degradation, as flags. At most one.
+#[derive(Args, Debug, Clone, Default)]
+#[group(id = "task", multiple = false)]
+pub struct TaskArgs {
+    /// Super-resolution by a factor of 2, 4 or 8.
+    #[arg(long, value_name = "N")]
+    pub sr: Option<u32>,
+    /// How the low-resolution image was made.
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = SrMode::Avgpool, requires = "sr")]
+    pub sr_mode: SrMode,
+    /// Fill the pixels that --mask marks white.
+    #[arg(long, requires = "mask")]
+    pub inpaint: bool,
+    /// Deblur: gaussian:SIGMA, uniform:SIZE, motion:LENGTH:ANGLE or kernel:FILE (an image or a
+    /// text file of rows of numbers; normalised to sum 1).
+    #[arg(long, value_name = "SPEC")]
+    pub deblur: Option<String>,
+    /// Remove Gaussian noise of standard deviation S on the [-1, 1] pixel scale (S = 0.1 is
+    /// about 13 levels of 255).
+    #[arg(long, value_name = "S")]
+    pub denoise: Option<f64>,
+    /// Colour a gray image.
+    #[arg(long)]
+    pub colorize: bool,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SrMode {
+    #[default]
+    Avgpool,
+    Bicubic,
+}
+
+/// Where pixels come from and go to.
+#[derive(Args, Debug, Clone, Default)]
+pub struct IoArgs {
+    /// Input file; `-` or absent: stdin.
+    #[arg(short, long, value_name = "FILE")]
+    pub input: Option<PathBuf>,
+    /// Output file, written atomically; `-` or absent: stdout.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Mask image: white = restore (inpainting) or where the result may replace the input
+    /// (other tasks, feathered edge).
+    #[arg(long, value_name = "FILE")]
+    pub mask: Option<PathBuf>,
+    /// Output format: png, jpeg, pnm, tiff, webp, bmp. Default: the output file's extension,
+    /// else the input's format.
+    #[arg(long, value_name = "FMT")]
+    pub format: Option<String>,
+}
+
+/// How to restore; also the defaults of requests in protocol and serve modes.
+#[derive(Args, Debug, Clone, Default)]
+pub struct SolveArgs {
+    /// Restoration method: vml-map, vml-map-pre, dps, ddrm, pigdm, classical.
+    #[arg(long, value_name = "NAME")]
+    pub method: Option<String>,
+    /// Model name or checkpoint path.
+    #[arg(long, value_name = "NAME|PATH")]
+    pub model: Option<String>,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, value_name = "DEV", default_value = "auto")]
+    pub device: String,
+    /// Reverse diffusion steps.
+    #[arg(long, value_name = "N")]
+    pub steps: Option<usize>,
+    /// Inner iterations per step (VML-MAP).
+    #[arg(long, value_name = "K")]
+    pub iters: Option<usize>,
+    /// Random seed; the same seed on the same device gives the same output.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub seed: u64,
+    /// Measurement noise σ_y of the input on the [-1, 1] scale.
+    #[arg(long, value_name = "S", default_value_t = 0.0)]
+    pub sigma_y: f64,
+    /// Tile side in output pixels (0 = never tile). Default: tile only when the memory
+    /// estimate exceeds --max-memory.
+    #[arg(long, value_name = "N")]
+    pub tile: Option<u32>,
+    /// Memory budget for one restore, e.g. 8G.
+    #[arg(long, value_name = "BYTES", value_parser = parse_size_arg)]
+    pub max_memory: Option<u64>,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    pub task: TaskArgs,
+    #[command(flatten)]
+    pub io: IoArgs,
+    #[command(flatten)]
+    pub solve: SolveArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DegradeArgs {
+    #[command(flatten)]
+    pub task: TaskArgs,
+    #[command(flatten)]
+    pub io: IoArgs,
+    /// Standard deviation of the Gaussian noise added, on the [-1, 1] scale.
+    #[arg(long, value_name = "S", default_value_t = 0.0)]
+    pub sigma_y: f64,
+    /// Seed of the noise.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub seed: u64,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub solve: SolveArgs,
+}
+
+/// Flags every mode takes.
+#[derive(Args, Debug, Clone, Default)]
+pub struct CommonArgs {
+    /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Only errors on stderr.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Progress on stderr. Default: bar on a terminal, none otherwise, json in protocol mode.
+    #[arg(long, value_enum, value_name = "KIND", global = true)]
+    pub progress: Option<ProgressKind>,
+    /// Largest accepted image width [env: VML_MAX_WIDTH].
+    #[arg(long, value_name = "PX", global = true)]
+    pub max_width: Option<u32>,
+    /// Largest accepted image height [env: VML_MAX_HEIGHT].
+    #[arg(long, value_name = "PX", global = true)]
+    pub max_height: Option<u32>,
+    /// Largest accepted pixel count [env: VML_MAX_PIXELS].
+    #[arg(long, value_name = "N", global = true, value_parser = parse_size_arg)]
+    pub max_pixels: Option<u64>,
+    /// Largest accepted encoded input and decoded image, in bytes [env: VML_MAX_BYTES].
+    #[arg(long, value_name = "BYTES", global = true, value_parser = parse_size_arg)]
+    pub max_bytes: Option<u64>,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgressKind {
+    Json,
+    Bar,
+    None,
+}
+
+fn parse_size_arg(s: &str) -> std::result::Result<u64, String> {
+    io::parse_size(s)
+}
+
+impl CommonArgs {
+    /// Limits from the environment, then the flags.
+    pub fn limits(&self) -> Result<Limits> {
+        let mut l = Limits::from_env()?;
+        if let Some(v) = self.max_width {
+            l.max_width = v;
+        }
+        if let Some(v) = self.max_height {
+            l.max_height = v;
+        }
+        if let Some(v) = self.max_pixels {
+            l.max_pixels = v;
+        }
+        if let Some(v) = self.max_bytes {
+            l.max_bytes = v;
+        }
+        Ok(l)
+    }
+
+    /// The log filter `-v`/`-q` ask for, unless RUST_LOG is set.
+    pub fn log_level(&self) -> log::LevelFilter {
+        match (self.quiet, self.verbose) {
+            (true, _) => log::LevelFilter::Error,
+            (false, 0) => log::LevelFilter::Warn,
+            (false, 1) => log::LevelFilter::Info,
+            (false, 2) => log::LevelFilter::Debug,
+            _ => log::LevelFilter::Trace,
+        }
+    }
+
+    fn reporter(&self, protocol: bool) -> Reporter {
+        let kind = match self.progress {
+            Some(k) => k,
+            None if protocol => ProgressKind::Json,
+            None if self.quiet => ProgressKind::None,
+            None if std::io::stderr().is_terminal() => ProgressKind::Bar,
+            None => ProgressKind::None,
+        };
+        Reporter::new(kind)
+    }
+}
+
+impl TaskArgs {
+    /// The task the flags name, `None` when none is given.
+    pub fn task(&self) -> Result<Option<Task>> {
+        if let Some(scale) = self.sr {
+            let downsample = match self.sr_mode {
+                SrMode::Avgpool => SrKind::Avgpool,
+                SrMode::Bicubic => SrKind::Bicubic,
+            };
+            return Ok(Some(Task::Sr { scale, downsample }));
+        }
+        if self.inpaint {
+            return Ok(Some(Task::Inpaint));
+        }
+        if let Some(spec) = &self.deblur {
+            return parse_deblur(spec).map(|b| Some(Task::Deblur(b)));
+        }
+        if let Some(sigma) = self.denoise {
+            return Ok(Some(Task::Denoise { sigma }));
+        }
+        if self.colorize {
+            return Ok(Some(Task::Colorize));
+        }
+        Ok(None)
+    }
+}
+
+/// The largest custom kernel side accepted.
+const MAX_KERNEL_SIDE: u32 = 255;
+
+/// Parses `gaussian:SIGMA`, `uniform:SIZE`, `motion:LENGTH:ANGLE` or `kernel:FILE`.
+pub fn parse_deblur(spec: &str) -> Result<Blur> {
+    let usage = |m: &str| Error::Usage(format!("--deblur {spec}: {m}"));
+    let number = |s: &str, what: &str| -> Result<f64> {
+        match s.trim().parse::<f64>() {
+            Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+            _ => Err(usage(&format!(
+                "{what} must be a finite number > 0, got '{s}'"
+            ))),
+        }
+    };
+    let (kind, rest) = spec.split_once(':').unwrap_or((spec, ""));
+    match kind.to_ascii_lowercase().as_str() {
+        "gaussian" => Ok(Blur::Gaussian {
+            sigma: number(rest, "sigma")?,
+        }),
+        "uniform" | "box" => match rest.trim().parse::<u32>() {
+            Ok(size) if size >= 1 => Ok(Blur::Uniform { size }),
+            _ => Err(usage(&format!(
+                "size must be a whole number ≥ 1, got '{rest}'"
+            ))),
+        },
+        "motion" => {
+            let (len, angle) = rest
+                .split_once(':')
+                .ok_or_else(|| usage("expected motion:LENGTH:ANGLE"))?;
+            let angle = match angle.trim().parse::<f64>() {
+                Ok(a) if a.is_finite() => a,
+                _ => {
+                    return Err(usage(&format!(
+                        "angle must be a finite number of degrees, got '{angle}'"
+                    )))
+                }
+            };
+            Ok(Blur::Motion {
+                length: number(len, "length")?,
+                angle,
+            })
+        }
+        "kernel" if !rest.is_empty() => read_kernel(Path::new(rest)),
+        _ => Err(usage(
+            "expected gaussian:SIGMA, uniform:SIZE, motion:LENGTH:ANGLE or kernel:FILE",
+        )),
+    }
+}
+
+/// A kernel from an image (its gray levels) or from text (rows of numbers).
+fn read_kernel(path: &Path) -> Result<Blur> {
+    let bytes = io::read_file(path, 4 << 20, "kernel file")?;
+    let limits = Limits {
+        max_width: MAX_KERNEL_SIDE,
+        max_height: MAX_KERNEL_SIDE,
+        ..Limits::default()
+    };
+    let (width, height, weights) = if io::sniff(&bytes).is_some() {
+        let p = io::decode(&bytes, &limits, "kernel image")?.picture;
+        (p.width, p.height, p.gray_plane())
+    } else {
+        let text = std::str::from_utf8(&bytes).map_err(|_| {
+            Error::Input(format!(
+                "kernel file '{}' is neither an image nor text",
+                path.display()
+            ))
+        })?;
+        let mut rows: Vec<Vec<f32>> = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.split('#').next().unwrap_or("").trim();
+            if line.is_empty() {
+                continue;
+            }
+            let row = line
+                .split(|c: char| c.is_whitespace() || c == ',')
+                .filter(|s| !s.is_empty())
+                .map(|s| s.parse::<f32>())
+                .collect::<std::result::Result<Vec<f32>, _>>()
+                .map_err(|e| {
+                    Error::Input(format!(
+                        "kernel file '{}' line {}: {e}",
+                        path.display(),
+                        i + 1
+                    ))
+                })?;
+            rows.push(row);
+        }
+        let h = rows.len();
+        let w = rows.first().map_or(0, |r| r.len());
+        if h == 0 || w == 0 || rows.iter().any(|r| r.len() != w) {
+            return Err(Error::Input(format!(
+                "kernel file '{}' must hold a rectangle of numbers, one row per line",
+                path.display()
+            )));
+        }
+        if w as u32 > MAX_KERNEL_SIDE || h as u32 > MAX_KERNEL_SIDE {
+            return Err(Error::Input(format!(
+                "kernel is {w}×{h}, larger than {MAX_KERNEL_SIDE}×{MAX_KERNEL_SIDE}"
+            )));
+        }
+        (w as u32, h as u32, rows.concat())
+    };
+    let sum: f64 = weights.iter().map(|&v| f64::from(v)).sum();
+    if weights.iter().any(|v| !v.is_finite() || *v < 0.0) || sum <= 0.0 {
+        return Err(Error::Input(
+            "kernel weights must be finite, ≥ 0 and not all zero".into(),
+        ));
+    }
+    Ok(Blur::Custom {
+        width,
+        height,
+        weights,
+    })
+}
+
+impl SolveArgs {
+    pub fn settings(&self) -> Settings {
+        Settings {
+            method: self
+                .method
+                .clone()
+                .unwrap_or_else(|| pipeline::DEFAULT_METHOD.into()),
+            model: self.model.clone(),
+            device: self.device.clone(),
+            seed: self.seed,
+            sigma_y: self.sigma_y,
+            tile: self.tile,
+            max_memory: self.max_memory.unwrap_or(pipeline::DEFAULT_MAX_MEMORY),
+            solver: SolverOptions {
+                steps: self.steps,
+                iters: self.iters,
+                ..SolverOptions::default()
+            },
+        }
+    }
+}
+
+/// Progress on stderr as a bar or JSON lines; every report also polls the signal flag.
+pub struct Reporter {
+    kind: ProgressKind,
+    last_fraction: f64,
+    last_stage: String,
+    last_draw: Option<std::time::Instant>,
+    drawn: bool,
+}
+
+impl Reporter {
+    pub fn new(kind: ProgressKind) -> Self {
+        Reporter {
+            kind,
+            last_fraction: -1.0,
+            last_stage: String::new(),
+            last_draw: None,
+            drawn: false,
+        }
+    }
+
+    pub fn report(&mut self, fraction: f64, stage: &str) -> Control {
+        let mut err = std::io::stderr().lock();
+        match self.kind {
+            ProgressKind::None => {}
+            ProgressKind::Json => {
+                // Keep the stream small: a line per 0.1 % and per stage change.
+                if stage != self.last_stage || (fraction - self.last_fraction).abs() >= 1e-3 {
+                    let _ = writeln!(err, "{}", crate::protocol::progress_line(fraction, stage));
+                    self.last_fraction = fraction;
+                    self.last_stage = stage.to_string();
+                }
+            }
+            ProgressKind::Bar => {
+                let now = std::time::Instant::now();
+                let due = self
+                    .last_draw
+                    .is_none_or(|t| now.duration_since(t).as_millis() >= 100);
+                if due || fraction >= 1.0 || stage != self.last_stage {
+                    let width = 30usize;
+                    let filled = ((fraction.clamp(0.0, 1.0)) * width as f64).round() as usize;
+                    let _ = write!(
+                        err,
+                        "\r\x1b[2Kvml-filter [{}{}] {:>3.0}% {stage}",
+                        "#".repeat(filled),
+                        ".".repeat(width - filled),
+                        fraction.clamp(0.0, 1.0) * 100.0
+                    );
+                    let _ = err.flush();
+                    self.last_draw = Some(now);
+                    self.last_stage = stage.to_string();
+                    self.drawn = true;
+                }
+            }
+        }
+        if signals::interrupted() {
+            Control::Stop
+        } else {
+            Control::Continue
+        }
+    }
+
+    /// Ends the bar's line so that later messages start on a fresh one.
+    pub fn finish(&mut self) {
+        if self.drawn {
+            let _ = writeln!(std::io::stderr());
+            self.drawn = false;
+        }
+    }
+}
+
+impl Drop for Reporter {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+/// Runs what the command line asks for; returns the exit code.
+pub fn run(cli: Cli) -> Result<i32> {
+    let limits = cli.common.limits()?;
+    match cli.command {
+        Some(Command::Serve(args)) => {
+            let mut reporter = cli.common.reporter(true);
+            let stdin = std::io::stdin();
+            let mut input = stdin.lock();
+            let mut output = std::io::stdout().lock();
+            crate::serve::serve(
+                &mut input,
+                &mut output,
+                &args.solve.settings(),
+                &limits,
+                &mut reporter,
+            )
+        }
+        Some(Command::Degrade(args)) => {
+            let mut reporter = cli.common.reporter(false);
+            run_degrade(&args, &limits, &mut reporter).map(|()| 0)
+        }
+        Some(Command::EvalNet(args)) => crate::inspect::eval_net(&args).map(|()| 0),
+        Some(Command::Models(ModelsCommand::Inspect { path })) => {
+            let text = crate::inspect::inspect(&path)?;
+            let mut out = std::io::stdout().lock();
+            out.write_all(text.as_bytes())?;
+            out.flush()?;
+            Ok(0)
+        }
+        None => run_restore(&cli.restore, &cli.common, &limits),
+    }
+}
+
+fn open_input(path: Option<&Path>) -> Result<Box<dyn BufRead>> {
+    match path {
+        None => Ok(Box::new(BufReader::new(std::io::stdin()))),
+        Some(p) if p == Path::new("-") => Ok(Box::new(BufReader::new(std::io::stdin()))),
+        Some(p) => {
+            let f = std::fs::File::open(p)
+                .map_err(|e| Error::Input(format!("cannot open input '{}': {e}", p.display())))?;
+            Ok(Box::new(BufReader::new(f)))
+        }
+    }
+}
+
+fn is_stdout(path: Option<&Path>) -> bool {
+    path.is_none_or(|p| p == Path::new("-"))
+}
+
+/// The output format: `--format`, else the output file's extension, else the input's.
+fn output_format(flag: Option<&str>, output: Option<&Path>, input: Format) -> Result<Format> {
+    if let Some(name) = flag {
+        return Format::from_name(name).ok_or_else(|| {
+            Error::Usage(format!(
+                "unknown format '{name}': expected png, jpeg, pnm, tiff, webp or bmp"
+            ))
+        });
+    }
+    if let Some(p) = output.filter(|p| *p != Path::new("-")) {
+        if let Some(f) = Format::from_path(p) {
+            return Ok(f);
+        }
+    }
+    Ok(input)
+}
+
+/// Checks, before any work, that raw image bytes are not about to fill a terminal.
+fn check_output_target(output: Option<&Path>) -> Result<()> {
+    if is_stdout(output) && std::io::stdout().is_terminal() {
+        return Err(Error::Usage(
+            "refusing to write image data to a terminal: redirect stdout or use -o FILE".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Writes the encoded output: atomically to a file, or to stdout, flushed and checked.
+pub fn write_output(output: Option<&Path>, bytes: &[u8]) -> Result<()> {
+    if signals::interrupted() {
+        return Err(Error::Interrupted);
+    }
+    match output {
+        Some(p) if p != Path::new("-") => io::write_atomic(p, bytes, &signals::interrupted),
+        _ => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(bytes)?;
+            out.flush()?;
+            Ok(())
+        }
+    }
+}
+
+fn read_mask(path: Option<&Path>, limits: &Limits) -> Result<Option<io::Picture>> {
+    match path {
+        None => Ok(None),
+        Some(p) => {
+            let bytes = io::read_file(p, limits.max_bytes, "mask")?;
+            Ok(Some(io::decode(&bytes, limits, "mask")?.picture))
+        }
+    }
+}
+
+fn run_restore(args: &RestoreArgs, common: &CommonArgs, limits: &Limits) -> Result<i32> {
+    let task = args.task.task()?;
+    let mut input = open_input(args.io.input.as_deref())?;
+    let first = input.fill_buf()?.first().copied();
+    if first == Some(b'{') {
+        if args
+            .io
+            .output
+            .as_deref()
+            .is_some_and(|p| p != Path::new("-"))
+        {
+            return Err(Error::Usage(
+                "protocol requests answer on stdout; -o cannot be used with them".into(),
+            ));
+        }
+        let mut reporter = common.reporter(true);
+        let mut out = std::io::stdout().lock();
+        if task.is_some() {
+            log::warn!("the request's task is used; the task flags are ignored in protocol mode");
+        }
+        return crate::serve::answer_one(
+            &mut input,
+            &mut out,
+            &args.solve.settings(),
+            limits,
+            &mut reporter,
+        );
+    }
+    let task = task.ok_or_else(|| {
+        Error::Usage(
+            "no task given: use one of --sr N, --inpaint --mask FILE, --deblur SPEC, --denoise S, --colorize \
+             (or send a protocol request; see --help)"
+                .into(),
+        )
+    })?;
+    check_output_target(args.io.output.as_deref())?;
+    let bytes = io::read_bounded(&mut input, limits.max_bytes, "input")?;
+    drop(input);
+    let decoded = io::decode(&bytes, limits, "input image")?;
+    let mask = read_mask(args.io.mask.as_deref(), limits)?;
+    let format = output_format(
+        args.io.format.as_deref(),
+        args.io.output.as_deref(),
+        decoded.format,
+    )?;
+    let settings = args.solve.settings();
+    let mut reporter = common.reporter(false);
+    let mut models = ModelCache::default();
+    let outcome = pipeline::restore(
+        &task,
+        &decoded.picture,
+        mask.as_ref(),
+        &settings,
+        limits,
+        &mut models,
+        &mut |f, s| reporter.report(f, s),
+    )?;
+    reporter.finish();
+    let encoded = io::encode(&outcome.picture, format)?;
+    log::info!(
+        "restored {}×{} in {:.2} s ({} tiles, {} forwards, {} vjps)",
+        outcome.picture.width,
+        outcome.picture.height,
+        outcome.stats.seconds,
+        outcome.stats.tiles,
+        outcome.stats.forwards,
+        outcome.stats.vjps
+    );
+    write_output(args.io.output.as_deref(), &encoded)?;
+    Ok(0)
+}
+
+fn run_degrade(args: &DegradeArgs, limits: &Limits, reporter: &mut Reporter) -> Result<()> {
+    let task = args.task.task()?.ok_or_else(|| {
+        Error::Usage("degrade needs a task: --sr N, --inpaint --mask FILE, --deblur SPEC, --denoise S or --colorize".into())
+    })?;
+    check_output_target(args.io.output.as_deref())?;
+    let mut input = open_input(args.io.input.as_deref())?;
+    let bytes = io::read_bounded(&mut input, limits.max_bytes, "input")?;
+    let decoded = io::decode(&bytes, limits, "input image")?;
+    let mask = read_mask(args.io.mask.as_deref(), limits)?;
+    let format = output_format(
+        args.io.format.as_deref(),
+        args.io.output.as_deref(),
+        decoded.format,
+    )?;
+    // Denoising's forward model is the identity plus its own noise level.
+    let sigma_y = match &task {
+        Task::Denoise { sigma } if args.sigma_y == 0.0 => *sigma,
+        _ => args.sigma_y,
+    };
+    let out = pipeline::degrade(&task, &decoded.picture, mask.as_ref(), sigma_y, args.seed)?;
+    if reporter.report(1.0, "degrade") == Control::Stop {
+        return Err(Error::Interrupted);
+    }
+    let encoded = io::encode(&out, format)?;
+    write_output(args.io.output.as_deref(), &encoded)
+}

@@ -1,0 +1,769 @@
+//! From decoded pixels to a restored picture: image ⇄ tensor on the engine's [-1, 1]
+//! scale, the operator `H` for the task, the solver, and what the filter adds around them —
+//! alpha carried through (resampled for SR), the mask that limits where the result
+//! replaces the input (feathered) for tasks other than inpainting, and overlapping tiles
+//! blended with a linear ramp (a partition of unity over the overlaps) for large images.
+
+pub mod signals;
+mod tiles;
+
+use crate::diffusion::Denoiser;
+use crate::error::{Error, Result};
+use crate::io::{Limits, Picture};
+use crate::operators::{self, Operator};
+use crate::protocol::Stats;
+use crate::solvers::{self, Control, Problem, Progress, SolverOptions};
+use crate::task::Task;
+use std::collections::HashMap;
+use tch::{Device, Kind, Tensor};
+
+pub use tiles::TilePlan;
+
+/// Methods that never consult a network: they get [`NoNetwork`] and load nothing.
+pub const NETWORK_FREE_METHODS: &[&str] = &["classical"];
+
+/// The default method when none is given.
+pub const DEFAULT_METHOD: &str = "vml-map";
+
+/// Default `--max-memory`: leaves room for LibTorch and the rest of a 24 GiB machine.
+pub const DEFAULT_MAX_MEMORY: u64 = 12 << 30;
+
+/// Everything a restore needs besides the pixels.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settings {
+    pub method: String,
+    /// Model name or checkpoint path; `None` = the default model.
+    pub model: Option<String>,
+    /// `auto`, `cpu`, `cuda`, `cuda:N`.
+    pub device: String,
+    pub seed: u64,
+    /// Measurement noise σ_y on the [-1, 1] scale.
+    pub sigma_y: f64,
+    /// `None`: whole image when the memory estimate fits `max_memory`, tiles otherwise;
+    /// `Some(0)`: never tile; `Some(n)`: tiles of `n` output pixels.
+    pub tile: Option<u32>,
+    pub max_memory: u64,
+    pub solver: SolverOptions,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            method: DEFAULT_METHOD.into(),
+            model: None,
+            device: "auto".into(),
+            seed: 0,
+            sigma_y: 0.0,
+            tile: None,
+            max_memory: DEFAULT_MAX_MEMORY,
+            solver: SolverOptions::default(),
+        }
+    }
+}
+
+/// Where a run stands, for progress reports: overall fraction in [0, 1] and a stage name.
+pub type ProgressFn<'a> = &'a mut dyn FnMut(f64, &str) -> Control;
+
+/// Stands in for the network with methods that do not use one. Identity: `D(x, σ) = x`.
+pub struct NoNetwork;
+
+impl Denoiser for NoNetwork {
+    fn denoise(&self, x: &Tensor, _sigma: f64) -> Tensor {
+        x.shallow_clone()
+    }
+    fn sigma_min(&self) -> f64 {
+        0.0
+    }
+    fn sigma_max(&self) -> f64 {
+        0.0
+    }
+}
+
+/// Opens the denoiser for `model` (a checkpoint path; its architecture comes from a `.json`
+/// beside it or from the published file names) on `device`.
+pub fn open_denoiser(model: Option<&str>, device: Device) -> Result<Box<dyn Denoiser>> {
+    let name = model.ok_or_else(|| {
+        Error::Model(crate::model::LoadError::Other(
+            "no default model is available in this build: give --model PATH to a checkpoint, or use --method classical"
+                .into(),
+        ))
+    })?;
+    let path = std::path::Path::new(name);
+    if !path.is_file() {
+        return Err(Error::Model(crate::model::LoadError::Other(format!(
+            "model '{name}' is not a checkpoint file (named models are not available yet)"
+        ))));
+    }
+    let network =
+        crate::model::load_network(path, None, device, crate::model::Precision::default())?;
+    Ok(Box::new(crate::diffusion::EpsDenoiser::new(network)))
+}
+
+/// Denoisers kept loaded between requests (serve mode), keyed by model and device.
+#[derive(Default)]
+pub struct ModelCache {
+    loaded: HashMap<(String, String), Box<dyn Denoiser>>,
+}
+
+impl ModelCache {
+    fn get(&mut self, method: &str, model: Option<&str>, device: Device) -> Result<&dyn Denoiser> {
+        if NETWORK_FREE_METHODS.contains(&method) {
+            return Ok(&NoNetwork);
+        }
+        let key = (model.unwrap_or("").to_string(), format!("{device:?}"));
+        if !self.loaded.contains_key(&key) {
+            log::info!(
+                "loading model {} on {device:?}",
+                model.unwrap_or("(default)")
+            );
+            let d = open_denoiser(model, device)?;
+            self.loaded.insert(key.clone(), d);
+        }
+        match self.loaded.get(&key) {
+            Some(d) => Ok(d.as_ref()),
+            None => Err(Error::Model(crate::model::LoadError::Other(
+                "model cache lost an entry".into(),
+            ))),
+        }
+    }
+
+    /// Forgets every loaded network.
+    pub fn clear(&mut self) {
+        self.loaded.clear();
+    }
+}
+
+/// A restored picture and what the run measured.
+pub struct Outcome {
+    pub picture: Picture,
+    pub stats: Stats,
+}
+
+/// Restores `image` for `task`. `mask` is white where to restore (inpainting), or where the
+/// result may replace the input (other tasks, feathered).
+pub fn restore(
+    task: &Task,
+    image: &Picture,
+    mask: Option<&Picture>,
+    settings: &Settings,
+    limits: &Limits,
+    models: &mut ModelCache,
+    progress: ProgressFn,
+) -> Result<Outcome> {
+    let started = std::time::Instant::now();
+    check_task(task)?;
+    if !settings.sigma_y.is_finite() || settings.sigma_y < 0.0 {
+        return Err(Error::Usage(format!(
+            "sigma-y must be a finite number ≥ 0, got {}",
+            settings.sigma_y
+        )));
+    }
+    // Everything about the input is checked before anything is loaded.
+    validate(task, image, mask, limits)?;
+    let device = crate::device::parse_device(&settings.device)?;
+    let solver = solvers::build(&settings.method, &settings.solver)?;
+    if progress(0.0, "load") == Control::Stop {
+        return Err(Error::Interrupted);
+    }
+    let denoiser = models.get(&settings.method, settings.model.as_deref(), device)?;
+    let mut outcome = restore_with(
+        task,
+        image,
+        mask,
+        settings,
+        limits,
+        device,
+        solver.as_ref(),
+        denoiser,
+        progress,
+    )?;
+    outcome.stats.seconds = started.elapsed().as_secs_f64();
+    Ok(outcome)
+}
+
+/// [`restore`] with the solver and denoiser given: the image side of the work.
+#[allow(clippy::too_many_arguments)]
+pub fn restore_with(
+    task: &Task,
+    image: &Picture,
+    mask: Option<&Picture>,
+    settings: &Settings,
+    limits: &Limits,
+    device: Device,
+    solver: &dyn solvers::Solver,
+    denoiser: &dyn Denoiser,
+    progress: ProgressFn,
+) -> Result<Outcome> {
+    let mask_plane = validate(task, image, mask, limits)?;
+    let scale = sr_scale(task);
+    let (h, w) = (image.height as i64, image.width as i64);
+    let (out_h, out_w) = (h * scale, w * scale);
+
+    let x_in = to_tensor(image).to_device(device);
+    let plan = TilePlan::choose(
+        out_h,
+        out_w,
+        scale,
+        &settings.method,
+        settings.tile,
+        settings.max_memory,
+    );
+    log::info!(
+        "restoring {w}×{h} → {out_w}×{out_h} with {} on {device:?}, {}",
+        settings.method,
+        plan.describe()
+    );
+    let inpaint_mask = match (task, &mask_plane) {
+        (Task::Inpaint, Some(m)) => Some(m.to_device(device)),
+        _ => None,
+    };
+
+    let tiles = plan.tiles();
+    let ntiles = tiles.len();
+    let acc = Tensor::zeros([1, 3, out_h, out_w], (Kind::Float, device));
+    let wsum = Tensor::zeros([1, 1, out_h, out_w], (Kind::Float, device));
+    let mut stats = Stats {
+        method: settings.method.clone(),
+        device: format!("{device:?}").to_lowercase(),
+        model: settings.model.clone(),
+        tiles: ntiles,
+        ..Stats::default()
+    };
+    for (k, t) in tiles.iter().enumerate() {
+        // Tile in output pixels; its input region is the same divided by the SR scale.
+        let xin = x_in
+            .narrow(2, t.y0 / scale, t.h / scale)
+            .narrow(3, t.x0 / scale, t.w / scale);
+        let tmask = inpaint_mask
+            .as_ref()
+            .map(|m| m.narrow(0, t.y0, t.h).narrow(1, t.x0, t.w));
+        let result = if tmask
+            .as_ref()
+            .is_some_and(|m| m.sum(Kind::Float).double_value(&[]) == 0.0)
+        {
+            // Nothing to restore here: an inpainting operator with an empty mask is an error.
+            xin.shallow_clone()
+        } else {
+            let op = operators::build(task, [3, t.h, t.w], tmask.as_ref())?;
+            let y = measurement(op.as_ref(), &xin)?;
+            let problem = Problem {
+                op: op.as_ref(),
+                y,
+                sigma_y: settings.sigma_y,
+            };
+            let mut last: Option<Progress> = None;
+            let mut on_step = |p: Progress| {
+                last = Some(p);
+                let f = (k as f64 + p.step as f64 / p.steps.max(1) as f64) / ntiles as f64;
+                progress(f, "restore")
+            };
+            let seed = settings.seed.wrapping_add(k as u64);
+            let out = solver
+                .solve(denoiser, &problem, seed, &mut on_step)?
+                .ok_or(Error::Interrupted)?;
+            if let Some(p) = last {
+                stats.steps = p.steps;
+                stats.forwards += p.forwards;
+                stats.vjps += p.vjps;
+            }
+            out
+        };
+        let weight = plan.weight(t, device);
+        let mut a = acc.narrow(2, t.y0, t.h).narrow(3, t.x0, t.w);
+        a += result.to_kind(Kind::Float) * &weight;
+        let mut b = wsum.narrow(2, t.y0, t.h).narrow(3, t.x0, t.w);
+        b += weight;
+    }
+    let mut out = acc / wsum.clamp_min(1e-12);
+
+    // Outside the region to restore the input stays: exactly (inpainting keeps the known
+    // pixels bit for bit) or with a feathered edge (other tasks).
+    if let Some(m) = mask_plane {
+        let m = m.to_device(device).view([1, 1, out_h, out_w]);
+        let base = base_image(task, &x_in, out_h, out_w);
+        let weight = if matches!(task, Task::Inpaint) {
+            m
+        } else {
+            feather(&m, out_h.min(out_w))
+        };
+        out = &out * &weight + base * (1.0 - &weight);
+    }
+    if progress(1.0, "encode") == Control::Stop {
+        return Err(Error::Interrupted);
+    }
+    let channels = if matches!(task, Task::Colorize) {
+        3
+    } else {
+        image.channels
+    };
+    let alpha = image
+        .alpha
+        .as_ref()
+        .map(|a| resample_plane(a, h, w, out_h, out_w));
+    let picture = from_tensor(&out, channels, alpha, image.sixteen_bit)?;
+    Ok(Outcome { picture, stats })
+}
+
+/// Checks the task, the output size and the mask; returns the mask at output size.
+fn validate(
+    task: &Task,
+    image: &Picture,
+    mask: Option<&Picture>,
+    limits: &Limits,
+) -> Result<Option<Tensor>> {
+    check_task(task)?;
+    let scale = sr_scale(task) as u64;
+    let (out_w, out_h) = (
+        u64::from(image.width) * scale,
+        u64::from(image.height) * scale,
+    );
+    let too_big = || {
+        Error::Input(format!(
+            "the output would be {out_w}×{out_h}, beyond any limit"
+        ))
+    };
+    limits.check(
+        "output image",
+        u32::try_from(out_w).map_err(|_| too_big())?,
+        u32::try_from(out_h).map_err(|_| too_big())?,
+        8,
+    )?;
+    match mask {
+        Some(m) => Ok(Some(mask_tensor(m, image, task)?)),
+        None if matches!(task, Task::Inpaint) => {
+            Err(Error::Operator(operators::OperatorError::MissingMask))
+        }
+        None => Ok(None),
+    }
+}
+
+/// Applies the forward model to a clean image: `y = H x + σ_y n`, `n ~ N(0, I)` seeded by
+/// `seed` (`operators::degrade`), clipped to the displayable range.
+pub fn degrade(
+    task: &Task,
+    image: &Picture,
+    mask: Option<&Picture>,
+    sigma_y: f64,
+    seed: u64,
+) -> Result<Picture> {
+    check_task(task)?;
+    if !sigma_y.is_finite() || sigma_y < 0.0 {
+        return Err(Error::Usage(format!(
+            "sigma-y must be a finite number ≥ 0, got {sigma_y}"
+        )));
+    }
+    let (h, w) = (image.height as i64, image.width as i64);
+    let m = match (task, mask) {
+        (Task::Inpaint, Some(m)) => Some(mask_tensor(m, image, task)?),
+        (Task::Inpaint, None) => {
+            return Err(Error::Operator(operators::OperatorError::MissingMask))
+        }
+        _ => None,
+    };
+    let x = to_tensor(image);
+    let op = operators::build(task, [3, h, w], m.as_ref())?;
+    let y = tch::no_grad(|| {
+        operators::measurement_to_image(&operators::degrade(&x, op.as_ref(), sigma_y, seed))
+    });
+    let size = y.size();
+    let (yc, yh, yw) = (size[1], size[2], size[3]);
+    // Gray stays gray; colorization's measurement is gray whatever came in.
+    let channels = if yc == 1 || image.channels == 1 { 1 } else { 3 };
+    let alpha = image
+        .alpha
+        .as_ref()
+        .map(|a| resample_plane(a, h, w, yh, yw));
+    let y = if yc == 1 { y.repeat([1, 3, 1, 1]) } else { y };
+    from_tensor(&y, channels, alpha, image.sixteen_bit).map(|mut p| {
+        p.width = yw as u32;
+        p.height = yh as u32;
+        p
+    })
+}
+
+/// Refuses task parameters that no operator can take, with the flag's words.
+fn check_task(task: &Task) -> Result<()> {
+    let bad = |m: String| Err(Error::Usage(m));
+    match task {
+        Task::Sr { scale, .. } if !matches!(scale, 2 | 4 | 8) => {
+            bad(format!("SR scale must be 2, 4 or 8, got {scale}"))
+        }
+        Task::Denoise { sigma } if !sigma.is_finite() || *sigma <= 0.0 => bad(format!(
+            "denoise sigma must be a finite number > 0, got {sigma}"
+        )),
+        Task::Deblur(b) => {
+            use crate::task::Blur;
+            match b {
+                Blur::Gaussian { sigma } if !sigma.is_finite() || *sigma <= 0.0 => {
+                    bad(format!("gaussian blur sigma must be a finite number > 0, got {sigma}"))
+                }
+                Blur::Uniform { size } if *size == 0 => bad("uniform blur size must be ≥ 1".into()),
+                Blur::Motion { length, angle } if !length.is_finite() || *length <= 0.0 || !angle.is_finite() => {
+                    bad(format!("motion blur needs a finite length > 0 and a finite angle, got {length}:{angle}"))
+                }
+                Blur::Custom { width, height, weights } => {
+                    if *width == 0 || *height == 0 || weights.len() as u64 != u64::from(*width) * u64::from(*height) {
+                        bad(format!("custom kernel is {width}×{height} but has {} weights", weights.len()))
+                    } else if weights.iter().any(|v| !v.is_finite()) {
+                        bad("custom kernel has a NaN or infinite weight".into())
+                    } else {
+                        Ok(())
+                    }
+                }
+                _ => Ok(()),
+            }
+        }
+        _ => Ok(()),
+    }
+}
+
+fn sr_scale(task: &Task) -> i64 {
+    match task {
+        Task::Sr { scale, .. } => i64::from(*scale),
+        _ => 1,
+    }
+}
+
+/// `(1, 3, H, W)` in [-1, 1]; gray is repeated over the three channels the network wants.
+fn to_tensor(p: &Picture) -> Tensor {
+    let t =
+        Tensor::from_slice(&p.color).view([1, p.channels as i64, p.height as i64, p.width as i64])
+            * 2.0
+            - 1.0;
+    if p.channels == 1 {
+        t.repeat([1, 3, 1, 1])
+    } else {
+        t
+    }
+}
+
+/// Back from `(1, 3, H, W)` in [-1, 1]; `channels == 1` takes the mean of R, G, B.
+fn from_tensor(
+    t: &Tensor,
+    channels: usize,
+    alpha: Option<Vec<f32>>,
+    sixteen_bit: bool,
+) -> Result<Picture> {
+    let size = t.size();
+    let (h, w) = (size[2], size[3]);
+    let t = ((t.to_device(Device::Cpu).to_kind(Kind::Float) + 1.0) * 0.5).clamp(0.0, 1.0);
+    let t = if channels == 1 {
+        t.mean_dim(&[1i64][..], true, Kind::Float)
+    } else {
+        t
+    };
+    let color = Vec::<f32>::try_from(t.contiguous().view([-1]))?;
+    if color.iter().any(|v| !v.is_finite()) {
+        return Err(Error::Torch(tch::TchError::Kind(
+            "the solver returned NaN or infinite pixels".into(),
+        )));
+    }
+    Ok(Picture {
+        width: w as u32,
+        height: h as u32,
+        channels,
+        color,
+        alpha,
+        sixteen_bit,
+    })
+}
+
+/// The measurement `y` for a tile of the input, read by the operator's own rule (gray for
+/// colorization, the pixels under the mask ignored for inpainting).
+fn measurement(op: &dyn Operator, xin: &Tensor) -> Result<Tensor> {
+    Ok(operators::measurement_from_image(xin, op)?)
+}
+
+/// The mask as `(H_out, W_out)` floats: binary (≥ ½ is white) for inpainting, soft for the
+/// rest. It must match the input's size (or, for SR, either the input's or the output's).
+fn mask_tensor(mask: &Picture, image: &Picture, task: &Task) -> Result<Tensor> {
+    let s = sr_scale(task) as u32;
+    let same = (mask.width, mask.height) == (image.width, image.height);
+    let out_sized = s > 1 && (mask.width, mask.height) == (image.width * s, image.height * s);
+    if !same && !out_sized {
+        return Err(Error::Operator(operators::OperatorError::MaskSize {
+            got_w: mask.width as i64,
+            got_h: mask.height as i64,
+            want_w: image.width as i64,
+            want_h: image.height as i64,
+        }));
+    }
+    let plane = mask.gray_plane();
+    let (mh, mw) = (mask.height as i64, mask.width as i64);
+    let mut t = Tensor::from_slice(&plane).view([mh, mw]);
+    if matches!(task, Task::Inpaint) {
+        t = t.ge(0.5).to_kind(Kind::Float);
+        if t.sum(Kind::Float).double_value(&[]) == 0.0 {
+            return Err(Error::Operator(operators::OperatorError::EmptyMask));
+        }
+    }
+    if same && s > 1 {
+        t = t
+            .view([1, 1, mh, mw])
+            .upsample_nearest2d([mh * s as i64, mw * s as i64], None, None)
+            .view([mh * s as i64, mw * s as i64]);
+    }
+    Ok(t)
+}
+
+/// What the output shows where the mask keeps the input: the input, brought to the output's
+/// size for SR (bicubic) and to gray in colour for colorization.
+fn base_image(task: &Task, x_in: &Tensor, out_h: i64, out_w: i64) -> Tensor {
+    match task {
+        Task::Sr { .. } => x_in
+            .upsample_bicubic2d([out_h, out_w], false, None, None)
+            .clamp(-1.0, 1.0),
+        Task::Colorize => x_in
+            .mean_dim(&[1i64][..], true, Kind::Float)
+            .repeat([1, 3, 1, 1]),
+        _ => x_in.shallow_clone(),
+    }
+}
+
+/// Softens a `(1, 1, H, W)` weight with three box blurs (≈ a Gaussian) of a radius that
+/// grows with the image, so the boundary between restored and kept pixels does not show.
+fn feather(m: &Tensor, side: i64) -> Tensor {
+    let r = (side / 100).clamp(2, 16);
+    let mut t = m.shallow_clone();
+    for _ in 0..3 {
+        t = t.avg_pool2d(
+            [2 * r + 1, 2 * r + 1],
+            [1, 1],
+            [r, r],
+            false,
+            false,
+            None::<i64>,
+        );
+    }
+    t.clamp(0.0, 1.0)
+}
+
+/// Resamples a plane (alpha) to a new size: bicubic up, area average down.
+fn resample_plane(a: &[f32], h: i64, w: i64, nh: i64, nw: i64) -> Vec<f32> {
+    if (h, w) == (nh, nw) {
+        return a.to_vec();
+    }
+    let t = Tensor::from_slice(a).view([1, 1, h, w]);
+    let r = if nh >= h {
+        t.upsample_bicubic2d([nh, nw], false, None, None)
+    } else {
+        t.adaptive_avg_pool2d([nh, nw])
+    };
+    Vec::<f32>::try_from(r.clamp(0.0, 1.0).contiguous().view([-1]))
+        .unwrap_or_else(|_| vec![1.0; (nh * nw) as usize])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::task::SrKind;
+
+    /// `x̂ = H⁺ y`: enough to check what the pipeline does around a solver.
+    struct Pinv;
+    impl solvers::Solver for Pinv {
+        fn name(&self) -> &'static str {
+            "pinv"
+        }
+        fn solve(
+            &self,
+            _d: &dyn Denoiser,
+            p: &Problem,
+            _seed: u64,
+            on_progress: &mut dyn FnMut(Progress) -> Control,
+        ) -> Result<Option<Tensor>> {
+            if on_progress(Progress {
+                step: 1,
+                steps: 1,
+                forwards: 0,
+                vjps: 0,
+            }) == Control::Stop
+            {
+                return Ok(None);
+            }
+            Ok(Some(p.op.pinv(&p.y)))
+        }
+    }
+
+    fn picture(w: u32, h: u32, channels: usize) -> Picture {
+        let n = (w * h) as usize;
+        let color = (0..n * channels)
+            .map(|i| {
+                let (k, p) = (i / n, i % n);
+                let (x, y) = ((p as u32 % w) as f32, (p as u32 / w) as f32);
+                (0.5 + 0.4 * ((x * 0.3 + k as f32).sin() * (y * 0.2).cos())).clamp(0.0, 1.0)
+            })
+            .collect();
+        Picture {
+            width: w,
+            height: h,
+            channels,
+            color,
+            alpha: None,
+            sixteen_bit: false,
+        }
+    }
+
+    fn run(task: &Task, p: &Picture, mask: Option<&Picture>, tile: Option<u32>) -> Result<Picture> {
+        let settings = Settings {
+            tile,
+            ..Settings::default()
+        };
+        let mut go = |_: f64, _: &str| Control::Continue;
+        restore_with(
+            task,
+            p,
+            mask,
+            &settings,
+            &Limits::default(),
+            Device::Cpu,
+            &Pinv,
+            &NoNetwork,
+            &mut go,
+        )
+        .map(|o| o.picture)
+    }
+
+    fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max)
+    }
+
+    #[test]
+    fn tiles_blend_to_the_whole_image_result() {
+        // H⁺ of denoising is the identity and of block-mean SR is pixel replication, both
+        // local: tiled and whole results must agree to rounding, so any misplaced tile or
+        // weight that does not sum to one shows.
+        let p = picture(70, 45, 3);
+        let whole = run(&Task::Denoise { sigma: 0.1 }, &p, None, Some(0)).unwrap();
+        let tiled = run(&Task::Denoise { sigma: 0.1 }, &p, None, Some(24)).unwrap();
+        assert!(max_diff(&whole.color, &p.color) < 1e-5);
+        assert!(max_diff(&whole.color, &tiled.color) < 1e-5);
+        let sr = Task::Sr {
+            scale: 2,
+            downsample: SrKind::Avgpool,
+        };
+        let whole = run(&sr, &p, None, Some(0)).unwrap();
+        let tiled = run(&sr, &p, None, Some(32)).unwrap();
+        assert_eq!((whole.width, whole.height), (140, 90));
+        assert!(max_diff(&whole.color, &tiled.color) < 1e-5);
+    }
+
+    #[test]
+    fn gray_stays_gray_and_colorize_gives_colour() {
+        let g = picture(20, 10, 1);
+        let out = run(&Task::Denoise { sigma: 0.1 }, &g, None, None).unwrap();
+        assert_eq!(out.channels, 1);
+        assert!(max_diff(&out.color, &g.color) < 1e-5);
+        let out = run(&Task::Colorize, &g, None, None).unwrap();
+        assert_eq!(out.channels, 3);
+    }
+
+    #[test]
+    fn inpainting_keeps_known_pixels_and_mask_limits_other_tasks() {
+        let p = picture(32, 32, 3);
+        let mut m = Picture {
+            channels: 1,
+            color: vec![0.0; 32 * 32],
+            ..picture(32, 32, 1)
+        };
+        for y in 8..16 {
+            for x in 8..16 {
+                m.color[y * 32 + x] = 1.0;
+            }
+        }
+        let out = run(&Task::Inpaint, &p, Some(&m), None).unwrap();
+        for i in 0..32 * 32 {
+            if m.color[i] == 0.0 {
+                for k in 0..3 {
+                    assert!((out.color[k * 1024 + i] - p.color[k * 1024 + i]).abs() < 1e-6);
+                }
+            }
+        }
+        // H⁺ for inpainting puts 0 (mid-gray) in the hole.
+        assert!((out.color[12 * 32 + 12] - 0.5).abs() < 1e-6);
+        // Colorization limited to the mask: far from it the (gray) input is kept.
+        let out = run(&Task::Colorize, &p, Some(&m), None).unwrap();
+        let gray = p.gray_plane();
+        for k in 0..3 {
+            assert!((out.color[k * 1024 + 31 * 32 + 31] - gray[31 * 32 + 31]).abs() < 1e-5);
+        }
+    }
+
+    #[test]
+    fn alpha_is_carried_and_resampled() {
+        let mut p = picture(10, 6, 3);
+        p.alpha = Some(vec![0.25; 60]);
+        let out = run(
+            &Task::Sr {
+                scale: 4,
+                downsample: SrKind::Avgpool,
+            },
+            &p,
+            None,
+            None,
+        )
+        .unwrap();
+        let a = out.alpha.unwrap();
+        assert_eq!(a.len(), 40 * 24);
+        assert!(a.iter().all(|v| (v - 0.25).abs() < 1e-5));
+    }
+
+    #[test]
+    fn bad_requests_are_refused() {
+        let p = picture(16, 16, 3);
+        assert!(matches!(
+            run(&Task::Inpaint, &p, None, None),
+            Err(Error::Operator(_))
+        ));
+        let small = picture(8, 8, 1);
+        assert!(matches!(
+            run(&Task::Inpaint, &p, Some(&small), None),
+            Err(Error::Operator(_))
+        ));
+        let black = Picture {
+            color: vec![0.0; 256],
+            ..picture(16, 16, 1)
+        };
+        assert!(matches!(
+            run(&Task::Inpaint, &p, Some(&black), None),
+            Err(Error::Operator(_))
+        ));
+        assert!(matches!(
+            run(
+                &Task::Sr {
+                    scale: 3,
+                    downsample: SrKind::Avgpool
+                },
+                &p,
+                None,
+                None
+            ),
+            Err(Error::Usage(_))
+        ));
+        assert!(matches!(
+            run(&Task::Denoise { sigma: f64::NAN }, &p, None, None),
+            Err(Error::Usage(_))
+        ));
+    }
+
+    #[test]
+    fn stop_means_interrupted() {
+        let p = picture(16, 16, 3);
+        let settings = Settings::default();
+        let mut stop = |_: f64, _: &str| Control::Stop;
+        let r = restore_with(
+            &Task::Denoise { sigma: 0.1 },
+            &p,
+            None,
+            &settings,
+            &Limits::default(),
+            Device::Cpu,
+            &Pinv,
+            &NoNetwork,
+            &mut stop,
+        );
+        assert!(matches!(r, Err(Error::Interrupted)));
+    }
+}

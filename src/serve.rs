@@ -1,0 +1,230 @@
+//! Protocol mode (one request on stdin) and `serve` (requests one after another), both over
+//! the framing of docs/protocol.md, sharing one request handler.
+//!
+//! After a failed request the server answers with an error response and goes on when it
+//! still knows where the next header starts: the header was JSON with readable payload
+//! lengths, so the payloads could be skipped. When it does not (header not JSON, header
+//! line too long, no byte counts, stream ended inside a payload) it answers the error and
+//! exits with that error's code, since whatever follows cannot be framed.
+
+use crate::cli::Reporter;
+use crate::error::{Error, Result};
+use crate::io::{self, Format, Limits};
+use crate::pipeline::{self, signals, ModelCache, Settings};
+use crate::protocol::{self, HeaderError, ImageInfo, Request, Response};
+use crate::solvers::Control;
+use std::io::{BufRead, Write};
+
+/// How one turn of the conversation ended.
+enum Turn {
+    EndOfStream,
+    Answered,
+    Failed { error: Error, in_step: bool },
+}
+
+/// Answers requests until the end of `input`; `defaults` fill what requests leave out.
+/// Returns the exit code (0 at a clean end of stream, even after failed requests).
+pub fn serve(
+    input: &mut dyn BufRead,
+    output: &mut dyn Write,
+    defaults: &Settings,
+    limits: &Limits,
+    reporter: &mut Reporter,
+) -> Result<i32> {
+    let mut models = ModelCache::default();
+    let mut served = 0usize;
+    loop {
+        match turn(input, output, defaults, limits, &mut models, reporter)? {
+            Turn::EndOfStream => {
+                log::info!("end of input after {served} requests");
+                return Ok(0);
+            }
+            Turn::Answered => served += 1,
+            Turn::Failed { error, in_step } => {
+                served += 1;
+                if matches!(error, Error::Interrupted) || signals::interrupted() {
+                    return Err(Error::Interrupted);
+                }
+                if !in_step {
+                    log::warn!("the stream cannot be framed past this error; serve stops");
+                    return Err(error);
+                }
+                log::warn!("request {served} failed: {error}");
+            }
+        }
+    }
+}
+
+/// Answers the single request at the start of `input` (protocol mode of the plain filter).
+pub fn answer_one(
+    input: &mut dyn BufRead,
+    output: &mut dyn Write,
+    defaults: &Settings,
+    limits: &Limits,
+    reporter: &mut Reporter,
+) -> Result<i32> {
+    let mut models = ModelCache::default();
+    match turn(input, output, defaults, limits, &mut models, reporter)? {
+        Turn::EndOfStream => Err(Error::Input("empty input".into())),
+        Turn::Answered => Ok(0),
+        Turn::Failed { error, .. } => Err(error),
+    }
+}
+
+fn turn(
+    input: &mut dyn BufRead,
+    output: &mut dyn Write,
+    defaults: &Settings,
+    limits: &Limits,
+    models: &mut ModelCache,
+    reporter: &mut Reporter,
+) -> Result<Turn> {
+    let line = match protocol::read_header_line(input) {
+        Ok(None) => return Ok(Turn::EndOfStream),
+        Ok(Some(l)) => l,
+        Err(e) => return fail(output, e, false),
+    };
+    let req = match protocol::parse_header(&line).map_err(|e| *e) {
+        Ok(r) => r,
+        Err(HeaderError {
+            error,
+            framing: Some(f),
+        }) => {
+            let skipped = protocol::skip(input, f.image_bytes, "image")
+                .and_then(|()| protocol::skip(input, f.mask_bytes, "mask"));
+            return fail(output, error, skipped.is_ok());
+        }
+        Err(HeaderError {
+            error,
+            framing: None,
+        }) => return fail(output, error, false),
+    };
+    let mask_bytes = req.mask.as_ref().map_or(0, |m| m.bytes);
+    let image = match protocol::read_payload(input, req.image.bytes, limits.max_bytes, "image") {
+        Ok(b) => b,
+        Err(e) => {
+            let in_step =
+                !protocol::is_truncation(&e) && protocol::skip(input, mask_bytes, "mask").is_ok();
+            return fail(output, e, in_step);
+        }
+    };
+    let mask = match &req.mask {
+        Some(m) => match protocol::read_payload(input, m.bytes, limits.max_bytes, "mask") {
+            Ok(b) => Some(b),
+            Err(e) => {
+                let in_step = !protocol::is_truncation(&e);
+                return fail(output, e, in_step);
+            }
+        },
+        None => None,
+    };
+    match handle(
+        &req,
+        &image,
+        mask.as_deref(),
+        defaults,
+        limits,
+        models,
+        reporter,
+    ) {
+        Ok((response, bytes)) => {
+            protocol::write_response(output, &response, &bytes)?;
+            Ok(Turn::Answered)
+        }
+        Err(e) => fail(output, e, true),
+    }
+}
+
+fn fail(output: &mut dyn Write, error: Error, in_step: bool) -> Result<Turn> {
+    protocol::write_response(output, &Response::failure(&error), &[])?;
+    Ok(Turn::Failed { error, in_step })
+}
+
+/// Runs one parsed request: decode, restore, encode.
+fn handle(
+    req: &Request,
+    image: &[u8],
+    mask: Option<&[u8]>,
+    defaults: &Settings,
+    limits: &Limits,
+    models: &mut ModelCache,
+    reporter: &mut Reporter,
+) -> Result<(Response, Vec<u8>)> {
+    if reporter.report(0.0, "decode") == Control::Stop {
+        return Err(Error::Interrupted);
+    }
+    let decoded = io::decode(image, limits, "image")?;
+    let mask = match mask {
+        Some(m) => Some(io::decode(m, limits, "mask")?.picture),
+        None => None,
+    };
+    let settings = settings_for(req, defaults)?;
+    let format = match &req.options.format {
+        Some(name) => Format::from_name(name).ok_or_else(|| {
+            Error::Input(format!(
+                "unknown output format '{name}': expected png, jpeg, pnm, tiff, webp or bmp"
+            ))
+        })?,
+        None => decoded.format,
+    };
+    let outcome = pipeline::restore(
+        &req.task,
+        &decoded.picture,
+        mask.as_ref(),
+        &settings,
+        limits,
+        models,
+        &mut |f, s| reporter.report(f, s),
+    )?;
+    let bytes = io::encode(&outcome.picture, format)?;
+    reporter.report(1.0, "done");
+    let info = ImageInfo {
+        bytes: bytes.len() as u64,
+        format: format.name().into(),
+        width: outcome.picture.width,
+        height: outcome.picture.height,
+    };
+    Ok((Response::success(info, outcome.stats), bytes))
+}
+
+/// The command line's settings with the request's options laid over them.
+fn settings_for(req: &Request, defaults: &Settings) -> Result<Settings> {
+    let o = &req.options;
+    let mut s = defaults.clone();
+    if let Some(v) = &o.method {
+        s.method = v.clone();
+    }
+    if let Some(v) = &o.model {
+        s.model = Some(v.clone());
+    }
+    if let Some(v) = &o.device {
+        s.device = v.clone();
+    }
+    if let Some(v) = o.seed {
+        s.seed = v;
+    }
+    if let Some(v) = o.sigma_y {
+        s.sigma_y = v;
+    }
+    if let Some(v) = o.tile {
+        s.tile = Some(v);
+    }
+    match &o.max_memory {
+        None | Some(serde_json::Value::Null) => {}
+        Some(serde_json::Value::Number(n)) => {
+            s.max_memory = n
+                .as_u64()
+                .ok_or_else(|| Error::Input(format!("max_memory must be a byte count, got {n}")))?
+        }
+        Some(serde_json::Value::String(t)) => {
+            s.max_memory = io::parse_size(t).map_err(Error::Input)?
+        }
+        Some(other) => {
+            return Err(Error::Input(format!(
+                "max_memory must be a number or a string like \"8G\", got {other}"
+            )))
+        }
+    }
+    s.solver = o.solver_options(&defaults.solver)?;
+    Ok(s)
+}
