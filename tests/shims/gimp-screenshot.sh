@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Screenshots of the plug-in's dialog in real GIMP 3 under Xvfb (for docs/gimp.md).
 #   tests/shims/gimp-screenshot.sh OUTDIR [IMAGE]   writes OUTDIR/gimp-dialog.png, gimp-window.png
+#   VML_SHOT_RUN=inpaint tests/shims/gimp-screenshot.sh OUTDIR IMAGE
+#       runs the task on the centre quarter instead of opening the dialog, writes gimp-after.png
+#   VML_SHOT_RUN=select ...   only selects the centre quarter, writes gimp-before.png
 # Xvfb runs without a window manager, so windows sit at the top left without decorations; the
 # crops below fit GIMP 3.0's default layout at 1400x900.
 # Uses the cached trixie root of tests/shims/trixie-root.sh; needs root.
@@ -25,14 +28,27 @@ import os
 from gi.repository import Gimp, Gio
 img = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(os.environ['VML_SHOT_IMG']))
 Gimp.Display.new(img)
-img.select_rectangle(Gimp.ChannelOps.REPLACE, 180, 120, 120, 80)
+w, h = img.get_width(), img.get_height()
+img.select_rectangle(Gimp.ChannelOps.REPLACE, w * 3 // 8, h * 3 // 8, w // 4, h // 4)
 Gimp.displays_flush()
 proc = Gimp.get_pdb().lookup_procedure('plug-in-vml-restore')
 cfg = proc.create_config()
-cfg.set_property('run-mode', Gimp.RunMode.INTERACTIVE)
 cfg.set_property('image', img)
 cfg.set_core_object_array('drawables', [img.get_layers()[0]])
-proc.run(cfg)
+task = os.environ.get('VML_SHOT_RUN', '')
+if task == 'select':
+    pass  # "before" picture: the image with its selection
+elif task:
+    # "After" picture: run the task, drop the selection, leave the window up.
+    cfg.set_property('run-mode', Gimp.RunMode.NONINTERACTIVE)
+    cfg.set_property('task', task)
+    cfg.set_property('method', os.environ.get('VML_SHOT_METHOD', 'classical'))
+    proc.run(cfg)
+    Gimp.Selection.none(img)
+    Gimp.displays_flush()
+else:
+    cfg.set_property('run-mode', Gimp.RunMode.INTERACTIVE)
+    proc.run(cfg)
 EOS
 cat >"$work/run.sh" <<EOS
 set -x
@@ -60,6 +76,14 @@ if [[ ! -s $work/screen.png ]]; then
     echo "no screenshot taken" >&2
     exit 1
 fi
-/usr/bin/convert "$work/screen.png" -crop 412x562+0+0 +repage "$dest/gimp-dialog.png"
-/usr/bin/convert "$work/screen.png" -crop 950x606+0+0 +repage "$dest/gimp-window.png"
-echo "wrote $dest/gimp-dialog.png $dest/gimp-window.png"
+if [[ ${VML_SHOT_RUN:-} == select ]]; then
+    /usr/bin/convert "$work/screen.png" -fuzz 1% -trim +repage "$dest/gimp-before.png"
+    echo "wrote $dest/gimp-before.png"
+elif [[ -n ${VML_SHOT_RUN:-} ]]; then
+    /usr/bin/convert "$work/screen.png" -fuzz 1% -trim +repage "$dest/gimp-after.png"
+    echo "wrote $dest/gimp-after.png"
+else
+    /usr/bin/convert "$work/screen.png" -crop 412x562+0+0 +repage "$dest/gimp-dialog.png"
+    /usr/bin/convert "$work/screen.png" -fuzz 1% -trim +repage "$dest/gimp-window.png"
+    echo "wrote $dest/gimp-dialog.png $dest/gimp-window.png"
+fi
