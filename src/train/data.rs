@@ -1,0 +1,181 @@
+//! The training pack in memory and the random crops drawn from it.
+//!
+//! Photos are decoded once into `u8` tensors `(3, H, W)`. A crop picks a photo with
+//! probability proportional to its number of crop positions (so every position of every
+//! photo is equally likely), a uniform position, and a horizontal flip with probability ½.
+//! Vertical flips are left out: upside-down skies are not photographs the prior should
+//! cover.
+
+use crate::error::{Error, Result};
+use std::path::{Path, PathBuf};
+use tch::{Kind, Tensor};
+
+/// SplitMix64: a tiny, seedable generator, so that the crops of step `k` depend only on
+/// `(seed, k)` and a resumed run draws exactly what an uninterrupted one would.
+#[derive(Clone, Debug)]
+pub struct SplitMix(u64);
+
+impl SplitMix {
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `[0, 1)` with 53 bits.
+    pub fn uniform(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Uniform integer in `0..n` (`n > 0`).
+    pub fn below(&mut self, n: u64) -> u64 {
+        // Multiply-shift: bias below 2^-64 · n, irrelevant here.
+        ((self.next_u64() as u128 * n as u128) >> 64) as u64
+    }
+}
+
+/// Derives independent stream seeds from the run seed, a stream tag and a step.
+pub fn mix_seed(seed: u64, tag: u64, step: u64) -> u64 {
+    let mut r = SplitMix::new(seed ^ tag.rotate_left(32));
+    let a = r.next_u64();
+    SplitMix::new(a ^ step.wrapping_mul(0xD6E8_FEB8_6659_FD93)).next_u64()
+}
+
+pub struct Photos {
+    names: Vec<String>,
+    images: Vec<Tensor>,
+    /// Cumulative crop-position counts, for weighted choice.
+    cumulative: Vec<f64>,
+    crop: i64,
+}
+
+impl std::fmt::Debug for Photos {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Photos")
+            .field("count", &self.images.len())
+            .field("crop", &self.crop)
+            .finish()
+    }
+}
+
+fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        Error::Usage(format!(
+            "cannot read training images in {}: {e} (run models/default/make-data.sh, or give --data)",
+            dir.display()
+        ))
+    })?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let path = entry?.path();
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        if matches!(ext.as_str(), "png" | "jpg" | "jpeg") {
+            files.push(path);
+        }
+    }
+    // Directory order is file-system dependent; sorting keeps crops reproducible.
+    files.sort();
+    Ok(files)
+}
+
+/// Decodes one image to a `u8` tensor `(3, H, W)`.
+pub fn read_rgb(path: &Path) -> Result<Tensor> {
+    let img = image::open(path)
+        .map_err(|e| Error::Input(format!("cannot decode {}: {e}", path.display())))?
+        .to_rgb8();
+    let (w, h) = img.dimensions();
+    let t = Tensor::f_from_slice(img.as_raw())?
+        .f_view([h as i64, w as i64, 3])?
+        .f_permute([2, 0, 1])?
+        .f_contiguous()?;
+    Ok(t)
+}
+
+impl Photos {
+    /// Loads every PNG/JPEG in `dir`; photos smaller than `crop` on either side are skipped
+    /// with a warning.
+    pub fn load(dir: &Path, crop: i64) -> Result<Self> {
+        let mut names = Vec::new();
+        let mut images = Vec::new();
+        let mut cumulative = Vec::new();
+        let mut total = 0.0;
+        for path in image_files(dir)? {
+            let t = read_rgb(&path)?;
+            let (h, w) = (t.size()[1], t.size()[2]);
+            if h < crop || w < crop {
+                log::warn!(
+                    "{} is {w}x{h}, smaller than the {crop}px crop; skipped",
+                    path.display()
+                );
+                continue;
+            }
+            total += ((h - crop + 1) * (w - crop + 1)) as f64;
+            cumulative.push(total);
+            names.push(
+                path.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            );
+            images.push(t);
+        }
+        if images.is_empty() {
+            return Err(Error::Input(format!(
+                "no usable training image (PNG/JPEG at least {crop}x{crop}) in {}",
+                dir.display()
+            )));
+        }
+        Ok(Self {
+            names,
+            images,
+            cumulative,
+            crop,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.images.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.images.is_empty()
+    }
+
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// `n` random crops as float32 in `[-1, 1]`, `(n, 3, crop, crop)`, on the CPU.
+    pub fn batch(&self, rng: &mut SplitMix, n: i64) -> Tensor {
+        let total = *self.cumulative.last().unwrap_or(&1.0);
+        let crops: Vec<Tensor> = (0..n)
+            .map(|_| {
+                let u = rng.uniform() * total;
+                let i = self
+                    .cumulative
+                    .partition_point(|&c| c <= u)
+                    .min(self.images.len() - 1);
+                let img = &self.images[i];
+                let (h, w) = (img.size()[1], img.size()[2]);
+                let y = rng.below((h - self.crop + 1) as u64) as i64;
+                let x = rng.below((w - self.crop + 1) as u64) as i64;
+                let c = img.narrow(1, y, self.crop).narrow(2, x, self.crop);
+                if rng.uniform() < 0.5 {
+                    c.flip([2])
+                } else {
+                    c
+                }
+            })
+            .collect();
+        Tensor::stack(&crops, 0).to_kind(Kind::Float) / 127.5 - 1.0
+    }
+}
