@@ -40,6 +40,7 @@ pub const NUM_TIMESTEPS: i64 = 1000;
 
 const TAG_TRAIN: u64 = 0x7472_6169_6e00_0001;
 const TAG_VAL: u64 = 0x7661_6c00_0000_0002;
+const TAG_INIT: u64 = 0x696e_6974_0000_0003;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct TrainArgs {
@@ -207,18 +208,44 @@ impl Net {
         })
     }
 
-    /// guided-diffusion's `zero_module`: the last conv of each residual block, the
-    /// attention output projection and the output head start at zero, so every block is
-    /// the identity at initialisation.
-    fn zero_init(&mut self) {
+    /// The initialisation of guided-diffusion, drawn from `seed` alone (not from
+    /// LibTorch's global generator, so concurrent runs in one process stay reproducible):
+    /// PyTorch's defaults for convolutions and linear layers (weights and biases uniform
+    /// in ±1/√fan_in), normalisation scale 1 and shift 0, and its `zero_module` — the last
+    /// conv of each residual block, the attention output projection and the output head
+    /// start at zero, so every residual block is the identity at first.
+    fn init(&mut self, seed: u64) {
+        let shapes: BTreeMap<String, Vec<i64>> = self
+            .names
+            .iter()
+            .cloned()
+            .zip(self.params.iter().map(Tensor::size))
+            .collect();
         tch::no_grad(|| {
-            for (name, p) in self.names.iter().zip(&mut self.params) {
-                if name.starts_with("out.2.")
+            for (i, (name, p)) in self.names.iter().zip(&mut self.params).enumerate() {
+                let shape = p.size();
+                let zero = name.starts_with("out.2.")
                     || name.contains(".out_layers.3.")
-                    || name.contains(".proj_out.")
-                {
-                    let _ = p.zero_();
-                }
+                    || name.contains(".proj_out.");
+                let weight_shape = match name.strip_suffix(".bias") {
+                    Some(stem) => shapes.get(&format!("{stem}.weight")).cloned(),
+                    None => Some(shape.clone()),
+                };
+                let value = match weight_shape {
+                    _ if zero => p.zeros_like(),
+                    // 1-D weights are normalisation scales; their shifts are 1-D "biases"
+                    // whose weight is 1-D too.
+                    Some(w) if w.len() == 1 && name.ends_with(".weight") => p.ones_like(),
+                    Some(w) if w.len() >= 2 => {
+                        let fan_in: i64 = w[1..].iter().product();
+                        let bound = 1.0 / (fan_in.max(1) as f64).sqrt();
+                        SplitMix::new(mix_seed(seed, TAG_INIT, i as u64))
+                            .uniform_tensor(&shape, bound)
+                            .to_device(p.device())
+                    }
+                    _ => p.zeros_like(),
+                };
+                p.copy_(&value);
             }
         });
     }
@@ -369,7 +396,6 @@ struct ValSet {
 impl ValSet {
     fn new(photos: &Photos, count: i64, batch: i64, seed: u64, device: Device) -> Self {
         let mut rng = SplitMix::new(mix_seed(seed, TAG_VAL, 0));
-        tch::manual_seed(mix_seed(seed, TAG_VAL, 1) as i64);
         let mut batches = Vec::new();
         let mut done = 0;
         while done < count {
@@ -380,7 +406,7 @@ impl ValSet {
                 .map(|i| i * NUM_TIMESTEPS / count)
                 .collect();
             let t = Tensor::from_slice(&t);
-            let noise = x0.randn_like();
+            let noise = rng.normal(&x0.size());
             batches.push((
                 x0.to_device(device),
                 t.to_device(device),
@@ -506,9 +532,8 @@ pub fn train(args: &TrainArgs) -> Result<TrainSummary> {
     write_atomic(&config_path, |tmp| Ok(std::fs::write(tmp, &cfg_json)?))?;
 
     // 2. Networks, optimiser, data.
-    tch::manual_seed(mix_seed(args.seed, TAG_TRAIN, u64::MAX) as i64);
     let mut model = Net::new(&cfg, device)?;
-    model.zero_init();
+    model.init(mix_seed(args.seed, TAG_INIT, 0));
     let mut ema = Net::new(&cfg, device)?;
     ema.vs.freeze();
     ema.copy_from(&model.params);
@@ -608,11 +633,14 @@ pub fn train(args: &TrainArgs) -> Result<TrainSummary> {
         && !STOP.load(Ordering::SeqCst)
     {
         let k = c.step as u64;
-        let mut rng = SplitMix::new(mix_seed(args.seed, TAG_TRAIN, 2 * k));
-        tch::manual_seed(mix_seed(args.seed, TAG_TRAIN, 2 * k + 1) as i64);
-        let x0 = photos.batch(&mut rng, args.batch).to_device(device);
-        let t = Tensor::randint(NUM_TIMESTEPS, [args.batch], (Kind::Int64, device));
-        let noise = x0.randn_like();
+        let mut rng = SplitMix::new(mix_seed(args.seed, TAG_TRAIN, k));
+        let x0 = photos.batch(&mut rng, args.batch);
+        let t: Vec<i64> = (0..args.batch)
+            .map(|_| rng.below(NUM_TIMESTEPS as u64) as i64)
+            .collect();
+        let t = Tensor::from_slice(&t).to_device(device);
+        let noise = rng.normal(&x0.size()).to_device(device);
+        let x0 = x0.to_device(device);
         let loss = diffusion_loss(&model.unet, &x0, &t, &noise, &ab, true);
         let loss_v = loss.double_value(&[]);
         if !loss_v.is_finite() {

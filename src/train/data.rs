@@ -33,6 +33,33 @@ impl SplitMix {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 
+    /// Standard normal tensor of `shape` (Box–Muller), float32 on the CPU. Drawn here
+    /// rather than from LibTorch's global generator, which other threads of the process
+    /// may be using at the same time.
+    pub fn normal(&mut self, shape: &[i64]) -> Tensor {
+        let n: i64 = shape.iter().product();
+        let mut v = Vec::with_capacity(n as usize + 1);
+        while (v.len() as i64) < n {
+            let u1 = 1.0 - self.uniform(); // (0, 1]: ln is finite
+            let u2 = self.uniform();
+            let r = (-2.0 * u1.ln()).sqrt();
+            let a = std::f64::consts::TAU * u2;
+            v.push((r * a.cos()) as f32);
+            v.push((r * a.sin()) as f32);
+        }
+        v.truncate(n as usize);
+        Tensor::from_slice(&v).view(shape)
+    }
+
+    /// Uniform float32 tensor in `[-bound, bound)`, on the CPU.
+    pub fn uniform_tensor(&mut self, shape: &[i64], bound: f64) -> Tensor {
+        let n: i64 = shape.iter().product();
+        let v: Vec<f32> = (0..n)
+            .map(|_| ((2.0 * self.uniform() - 1.0) * bound) as f32)
+            .collect();
+        Tensor::from_slice(&v).view(shape)
+    }
+
     /// Uniform integer in `0..n` (`n > 0`).
     pub fn below(&mut self, n: u64) -> u64 {
         // Multiply-shift: bias below 2^-64 · n, irrelevant here.
