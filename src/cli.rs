@@ -43,6 +43,8 @@ pub enum Command {
     Degrade(DegradeArgs),
     /// Answer protocol requests one after another on stdin, keeping networks loaded.
     Serve(ServeArgs),
+    /// Train a diffusion model (the default model's recipe) on a folder of photos.
+    Train(crate::train::TrainArgs),
     /// Developer: evaluate the raw network on a .npy batch (numerical parity hook).
     EvalNet(crate::inspect::EvalNetArgs),
     /// Developer: model files.
@@ -513,6 +515,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             let mut reporter = cli.common.reporter(false);
             run_degrade(&args, &limits, &mut reporter).map(|()| 0)
         }
+        Some(Command::Train(args)) => crate::train::run(&args).map(|()| 0),
         Some(Command::EvalNet(args)) => crate::inspect::eval_net(&args).map(|()| 0),
         Some(Command::Models(ModelsCommand::Inspect { path })) => {
             let text = crate::inspect::inspect(&path)?;

@@ -72,10 +72,10 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 64)]
     pub crop: i64,
     /// Peak learning rate.
-    #[arg(long, default_value_t = 2e-4)]
+    #[arg(long, default_value_t = 1e-3)]
     pub lr: f64,
     /// Linear learning-rate warm-up, in Adam updates.
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = 50)]
     pub warmup: i64,
     /// Clip gradients to this global L2 norm (0 disables).
     #[arg(long, default_value_t = 1.0)]
@@ -115,8 +115,8 @@ impl TrainArgs {
             minutes: None,
             batch: 16,
             crop: 64,
-            lr: 2e-4,
-            warmup: 500,
+            lr: 1e-3,
+            warmup: 50,
             clip: 1.0,
             ema: 0.999,
             seed: 0,
@@ -174,7 +174,9 @@ extern "C" fn on_signal(_: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
 }
 
-/// SIGINT/SIGTERM end the run after the current step, with a checkpoint.
+/// SIGINT/SIGTERM end the run after the current step, with a checkpoint. Replaces the
+/// binary's filter handlers for the duration of the run, and cancels their "SIGTERM when
+/// the parent dies": a training run is meant to outlive the shell that started it.
 fn install_stop_handler() {
     STOP.store(false, Ordering::SeqCst);
     let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
@@ -182,6 +184,8 @@ fn install_stop_handler() {
     unsafe {
         libc::signal(libc::SIGINT, handler);
         libc::signal(libc::SIGTERM, handler);
+        #[cfg(target_os = "linux")]
+        libc::prctl(libc::PR_SET_PDEATHSIG, 0 as libc::c_ulong, 0, 0, 0);
     }
 }
 
