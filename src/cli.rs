@@ -47,6 +47,8 @@ pub enum Command {
     Train(crate::train::TrainArgs),
     /// Developer: evaluate the raw network on a .npy batch (numerical parity hook).
     EvalNet(crate::inspect::EvalNetArgs),
+    /// PSNR and SSIM of an image against a clean reference, as one JSON line.
+    Compare(crate::inspect::CompareArgs),
     /// Developer: model files.
     #[command(subcommand)]
     Models(ModelsCommand),
@@ -517,6 +519,13 @@ pub fn run(cli: Cli) -> Result<i32> {
         }
         Some(Command::Train(args)) => crate::train::run(&args).map(|()| 0),
         Some(Command::EvalNet(args)) => crate::inspect::eval_net(&args).map(|()| 0),
+        Some(Command::Compare(args)) => {
+            let line = crate::inspect::compare(&args)?;
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{line}")?;
+            out.flush()?;
+            Ok(0)
+        }
         Some(Command::Models(ModelsCommand::Inspect { path })) => {
             let text = crate::inspect::inspect(&path)?;
             let mut out = std::io::stdout().lock();

@@ -97,3 +97,40 @@ pub fn inspect(path: &std::path::Path) -> Result<String> {
     }
     Ok(out)
 }
+
+/// `vml-filter compare`: PSNR and SSIM of an image against a reference.
+#[derive(Debug, clap::Args)]
+pub struct CompareArgs {
+    /// The image to judge.
+    pub image: PathBuf,
+    /// The clean reference (same size).
+    pub reference: PathBuf,
+}
+
+/// Prints `{"psnr":…,"ssim":…}` for `args.image` against `args.reference`.
+pub fn compare(args: &CompareArgs) -> Result<String> {
+    let load = |p: &std::path::Path| -> Result<Tensor> {
+        let limits = crate::io::Limits::from_env()?;
+        let bytes = crate::io::read_file(p, limits.max_bytes, "image")?;
+        let pic = crate::io::decode(&bytes, &limits, "image")?.picture;
+        let shape = [pic.channels as i64, pic.height as i64, pic.width as i64];
+        Ok(Tensor::from_slice(&pic.color).view(shape))
+    };
+    let (a, b) = (load(&args.image)?, load(&args.reference)?);
+    if a.size() != b.size() {
+        return Err(Error::Input(format!(
+            "sizes differ: {:?} and {:?} (channels, height, width)",
+            a.size(),
+            b.size()
+        )));
+    }
+    let psnr = crate::metrics::psnr(&a, &b);
+    let ssim = crate::metrics::ssim(&a, &b);
+    // Identical images have infinite PSNR, which JSON cannot carry: null stands for it.
+    let psnr = if psnr.is_finite() {
+        format!("{psnr:.4}")
+    } else {
+        "null".into()
+    };
+    Ok(format!("{{\"psnr\":{psnr},\"ssim\":{ssim:.5}}}"))
+}

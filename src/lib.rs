@@ -15,6 +15,7 @@ pub mod diffusion;
 pub mod error;
 pub mod inspect;
 pub mod io;
+pub mod metrics;
 pub mod model;
 pub mod operators;
 pub mod pipeline;
