@@ -79,23 +79,15 @@ impl Denoiser for NoNetwork {
     }
 }
 
-/// Opens the denoiser for `model` (a checkpoint path; its architecture comes from a `.json`
-/// beside it or from the published file names) on `device`.
+/// The model used when the caller names none: the one this project trains and ships.
+pub const DEFAULT_MODEL: &str = "default";
+
+/// Opens the denoiser for `model`: a registry name (`default`, `ffhq-256`, …) or a
+/// checkpoint path, resolved through the model search path (docs/models.md), on `device`.
 pub fn open_denoiser(model: Option<&str>, device: Device) -> Result<Box<dyn Denoiser>> {
-    let name = model.ok_or_else(|| {
-        Error::Model(crate::model::LoadError::Other(
-            "no default model is available in this build: give --model PATH to a checkpoint, or use --method classical"
-                .into(),
-        ))
-    })?;
-    let path = std::path::Path::new(name);
-    if !path.is_file() {
-        return Err(Error::Model(crate::model::LoadError::Other(format!(
-            "model '{name}' is not a checkpoint file (named models are not available yet)"
-        ))));
-    }
+    let spec = model.unwrap_or(DEFAULT_MODEL);
     let network =
-        crate::model::load_network(path, None, device, crate::model::Precision::default())?;
+        crate::model::registry::open(spec, None, device, crate::model::Precision::default())?;
     Ok(Box::new(crate::diffusion::EpsDenoiser::new(network)))
 }
 
