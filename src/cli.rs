@@ -49,18 +49,8 @@ pub enum Command {
     EvalNet(crate::inspect::EvalNetArgs),
     /// PSNR and SSIM of an image against a clean reference, as one JSON line.
     Compare(crate::inspect::CompareArgs),
-    /// Developer: model files.
-    #[command(subcommand)]
-    Models(ModelsCommand),
-}
-
-#[derive(Subcommand, Debug)]
-pub enum ModelsCommand {
-    /// List the tensors of a checkpoint: name, shape, dtype.
-    Inspect {
-        /// Checkpoint file.
-        path: PathBuf,
-    },
+    /// The model registry: list, fetch, verify, inspect, path (docs/models.md).
+    Models(crate::model::registry::cli::ModelsArgs),
 }
 
 /// The degradation, as flags. At most one.
@@ -526,12 +516,15 @@ pub fn run(cli: Cli) -> Result<i32> {
             out.flush()?;
             Ok(0)
         }
-        Some(Command::Models(ModelsCommand::Inspect { path })) => {
-            let text = crate::inspect::inspect(&path)?;
-            let mut out = std::io::stdout().lock();
-            out.write_all(text.as_bytes())?;
-            out.flush()?;
-            Ok(0)
+        Some(Command::Models(args)) => {
+            use crate::model::registry::fetch::ProgressFormat as Fetch;
+            // Downloads report in lines by default, terminal or not.
+            let progress = match (cli.common.quiet, cli.common.progress) {
+                (true, _) | (_, Some(ProgressKind::None)) => Fetch::Quiet,
+                (_, Some(ProgressKind::Json)) => Fetch::Json,
+                _ => Fetch::Human,
+            };
+            crate::model::registry::cli::run(&args, progress).map(|()| 0)
         }
         None => run_restore(&cli.restore, &cli.common, &limits),
     }

@@ -925,6 +925,10 @@ fn fetch_without_network_fails_clearly_with_exit_code_4() {
         "{msg}"
     );
     assert!(!f.dest("offline").exists());
+    assert!(
+        !part_path(&f.dest("offline")).exists(),
+        "no empty .part left behind"
+    );
     assert_eq!(
         vml::Error::from(LoadError::from(err)).exit_code(),
         vml::error::exit::MODEL
@@ -1093,7 +1097,7 @@ fn run_cli(reg: &Registry, line: &[&str]) -> (Result<(), vml::Error>, String, St
             .unwrap()
             .cmd;
     let (mut out, mut err) = (Vec::new(), Vec::new());
-    let r = run_with(reg, &args, &mut out, &mut err);
+    let r = run_with(reg, &args, ProgressFormat::Json, &mut out, &mut err);
     (
         r,
         String::from_utf8(out).unwrap(),
@@ -1227,10 +1231,7 @@ fn cli_path_inspect_and_fetch() {
     // fetch: progress on the error stream, the path on the output.
     let f = fixture();
     f.model("web", &["/file.bin"], true);
-    let (r, out, err) = run_cli(
-        &f.registry(),
-        &["models", "fetch", "web", "--progress", "json"],
-    );
+    let (r, out, err) = run_cli(&f.registry(), &["models", "fetch", "web"]);
     r.unwrap();
     assert_eq!(out.trim(), f.dest("web").display().to_string());
     assert!(json_events(err.as_bytes())
@@ -1238,4 +1239,51 @@ fn cli_path_inspect_and_fetch() {
         .any(|e| e["event"] == "done"));
     let (r, _, _) = run_cli(&f.registry(), &["models", "fetch", "nonesuch"]);
     assert_eq!(r.unwrap_err().exit_code(), 4);
+}
+
+/// The real binary: its global flags and the `models` flags live together, and model
+/// errors leave with exit code 4.
+#[test]
+fn binary_models_commands() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mine = tmp.path().join("mine");
+    // A card in $VML_MODELS replaces the built-in one: imagenet-256 now downloads from a
+    // loopback port where nothing listens.
+    let mut c = card("imagenet-256", "i.pt", vec![refused_url()], None, None);
+    c.architecture = "imagenet-256".into();
+    write_card(&mine, &c);
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_vml-filter"))
+            .args(args)
+            .env("VML_MODELS", &mine)
+            .env("XDG_DATA_HOME", tmp.path().join("xdg"))
+            .output()
+            .unwrap()
+    };
+    let out = run(&["models", "path"]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with(&format!("{}\t$VML_MODELS\n", mine.display())),
+        "{text}"
+    );
+
+    for progress in [&["--progress", "json"][..], &["-q"][..]] {
+        let mut args = vec!["models", "fetch", "imagenet-256"];
+        args.extend_from_slice(progress);
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(4), "{out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("connection refused"), "{err}");
+        if progress.first() == Some(&"--progress") {
+            let start = err.lines().find(|l| l.starts_with('{')).unwrap();
+            assert_eq!(
+                serde_json::from_str::<serde_json::Value>(start).unwrap()["event"],
+                "start"
+            );
+        }
+    }
+    let out = run(&["models", "verify", "ffhq-256"]);
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("vml-filter models fetch ffhq-256"));
 }

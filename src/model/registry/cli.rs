@@ -30,9 +30,6 @@ pub enum ModelsCommand {
         /// Model directory to download into instead of the user's data directory.
         #[arg(long)]
         dir: Option<PathBuf>,
-        /// Progress on stderr: human, json (one object per line) or quiet.
-        #[arg(long, value_enum, default_value_t = ProgressFormat::Human)]
-        progress: ProgressFormat,
         /// Download even if a file that passes its check is present.
         #[arg(long)]
         force: bool,
@@ -54,18 +51,26 @@ pub enum ModelsCommand {
     Path,
 }
 
-/// Runs a `models` command with the process's registry, stdout and stderr.
-pub fn run(args: &ModelsArgs) -> Result<()> {
+/// Runs a `models` command with the process's registry, stdout and stderr. `progress` is
+/// the binary's global `--progress`/`--quiet` choice, used by `fetch`.
+pub fn run(args: &ModelsArgs, progress: ProgressFormat) -> Result<()> {
     let registry = Registry::from_env();
     let stdout = std::io::stdout();
     let stderr = std::io::stderr();
-    run_with(&registry, args, &mut stdout.lock(), &mut stderr.lock())
+    run_with(
+        &registry,
+        args,
+        progress,
+        &mut stdout.lock(),
+        &mut stderr.lock(),
+    )
 }
 
 /// Runs a `models` command: results on `out`, progress and warnings on `err`.
 pub fn run_with(
     registry: &Registry,
     args: &ModelsArgs,
+    progress: ProgressFormat,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<()> {
@@ -82,14 +87,9 @@ pub fn run_with(
                 write_table(out, &rows)?;
             }
         }
-        ModelsCommand::Fetch {
-            name,
-            dir,
-            progress,
-            force,
-        } => {
+        ModelsCommand::Fetch { name, dir, force } => {
             let opts = FetchOptions {
-                progress: *progress,
+                progress,
                 force: *force,
                 ..FetchOptions::default()
             };

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// How progress is reported (on the writer given to `fetch`, stderr for the binary).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ProgressFormat {
     /// One readable line per step and about once per `interval` while downloading.
     #[default]
@@ -193,14 +193,23 @@ fn download(
         name: card.name.clone(),
         hint: card.how_to_get(),
     });
-    for url in &card.urls {
+    for (i, url) in card.urls.iter().enumerate() {
         result = get_into(&agent, url, &mut file, &part, card, opts, rep);
         match &result {
             Ok(()) => break,
-            Err(e) => rep.note(&format!("{e}")),
+            Err(e) if i + 1 < card.urls.len() => {
+                rep.note(&format!("{e}; trying the next URL"));
+            }
+            Err(_) => {}
         }
     }
-    result?;
+    if let Err(e) = result {
+        // Keep a partial file for the next run to resume, but not an empty one.
+        if file.metadata().is_ok_and(|m| m.len() == 0) {
+            let _ = std::fs::remove_file(&part);
+        }
+        return Err(e);
+    }
 
     let bytes = file.metadata().map_err(io_err(&part))?.len();
     let reject = |e: RegistryError| {
@@ -442,6 +451,7 @@ fn network_error(url: &str, e: &ureq::Error, hint: &str) -> RegistryError {
             "connection refused".to_owned()
         }
         ureq::Error::HostNotFound => "host not found (no network, or no DNS)".to_owned(),
+        ureq::Error::Io(io) => io.to_string(),
         ureq::Error::Timeout(t) => format!("timed out ({t})"),
         other => other.to_string(),
     };
