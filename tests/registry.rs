@@ -1287,3 +1287,31 @@ fn binary_models_commands() {
     assert_eq!(out.status.code(), Some(4), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("vml-filter models fetch ffhq-256"));
 }
+
+/// The shipped default model: its file matches its card and it opens by name from the
+/// source tree (what `--model default` does in a checkout).
+#[test]
+fn shipped_default_model_verifies_and_opens() {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = Registry::new(SearchPath::new(
+        vec![dir(&source, Origin::Source)],
+        Some(tmp.path().to_owned()),
+    ));
+    let rows = reg.verify(Some("default")).unwrap();
+    assert!(
+        matches!(rows[0].check, Check::Verified { .. }),
+        "models/default: {:?} (run models/default/ship-weights.sh after retraining)",
+        rows[0].check
+    );
+    let r = reg.resolve("default", None).unwrap();
+    assert_eq!(r.weights, source.join("default/model.safetensors"));
+    assert_eq!(
+        r.config,
+        UNetConfig::from_file(&source.join("default/config.json")).unwrap()
+    );
+    let net = reg
+        .open("default", None, Device::Cpu, Precision::Fp32)
+        .unwrap();
+    assert_eq!(net.config(), &r.config);
+}
