@@ -2,11 +2,16 @@
 //! two solver steps and the caller can clean up (no partial output, temp files removed).
 //! A second signal while the first is being honoured exits at once (exit 128 + signal).
 //! On Linux the process also asks for SIGTERM when its parent dies, so a cancelled GIMP
-//! plug-in does not leave it running.
+//! plug-in does not leave it running; that SIGTERM exits at once, because nobody is left to
+//! read a result and a step that never polls (a long classical fill) would otherwise run on
+//! for minutes.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// The parent's pid at start-up (0 = unknown), to tell a parent's death from a user's signal.
+static PARENT: AtomicI32 = AtomicI32::new(0);
 
 /// Whether SIGINT or SIGTERM arrived since start.
 pub fn interrupted() -> bool {
@@ -15,8 +20,10 @@ pub fn interrupted() -> bool {
 
 #[cfg(unix)]
 extern "C" fn on_signal(sig: libc::c_int) {
-    // Only async-signal-safe calls here: an atomic swap and _exit.
-    if INTERRUPTED.swap(true, Ordering::SeqCst) {
+    // Only async-signal-safe calls here: atomics, getppid and _exit.
+    let parent = PARENT.load(Ordering::SeqCst);
+    let orphaned = parent != 0 && unsafe { libc::getppid() } != parent;
+    if INTERRUPTED.swap(true, Ordering::SeqCst) || orphaned {
         unsafe { libc::_exit(128 + sig) };
     }
 }
@@ -37,6 +44,7 @@ pub fn install() {
     #[cfg(target_os = "linux")]
     unsafe {
         let parent = libc::getppid();
+        PARENT.store(parent, Ordering::SeqCst);
         libc::prctl(
             libc::PR_SET_PDEATHSIG,
             libc::SIGTERM as libc::c_ulong,
