@@ -735,3 +735,29 @@ fn inpaint_full_mask_measures_nothing() {
     let r = classical::restore(op.as_ref(), &op.forward(&x), 0.0);
     assert_eq!(max_abs(&r), 0.0, "no anchor: mid-gray");
 }
+
+/// Degrading for the denoising task adds the task's noise (and σ_y on top, in variance).
+#[test]
+fn denoise_degrade_adds_task_noise() {
+    let op = operators::build(&Task::Denoise { sigma: 0.1 }, [3, 32, 32], None).unwrap();
+    assert!((operators::measurement_sigma(op.as_ref(), 0.0) - 0.1).abs() < 1e-15);
+    assert!((operators::measurement_sigma(op.as_ref(), 0.1) - 0.1 * 2f64.sqrt()).abs() < 1e-12);
+    let x = smooth(32, 32).to_kind(Kind::Double);
+    let y = operators::degrade(&x, op.as_ref(), 0.0, 5);
+    let std = (&y - &x)
+        .square()
+        .mean(Kind::Double)
+        .sqrt()
+        .double_value(&[]);
+    assert!((std - 0.1).abs() < 0.005, "noise std {std}");
+    let sr = operators::build(
+        &Task::Sr {
+            scale: 2,
+            downsample: SrKind::Avgpool,
+        },
+        [3, 8, 8],
+        None,
+    )
+    .unwrap();
+    assert_eq!(operators::measurement_sigma(sr.as_ref(), 0.03), 0.03);
+}

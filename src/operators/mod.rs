@@ -125,19 +125,39 @@ pub fn x_shape_for(task: &Task, y_shape: [i64; 3]) -> Result<[i64; 3], OperatorE
     })
 }
 
-/// `y = H x + σ_y n` with `n ~ N(0, I)` drawn from `seed` on the host, so the same seed
-/// gives the same measurement on every device. Noise only enters the measured entries
-/// (for inpainting, unknown pixels stay exactly 0). A σ_y that is not a positive finite
-/// number adds no noise.
+/// `y = H x + σ n` with `n ~ N(0, I)` drawn from `seed` on the host, so the same seed
+/// gives the same measurement on every device, and `σ = measurement_sigma(op, σ_y)` (the
+/// denoising task brings its own noise). Noise only enters the measured entries (for
+/// inpainting, unknown pixels stay exactly 0). A σ that is not a positive finite number
+/// adds no noise.
 pub fn degrade(x: &Tensor, op: &dyn Operator, sigma_y: f64, seed: u64) -> Tensor {
     let y = op.forward(x);
-    if !(sigma_y.is_finite() && sigma_y > 0.0) {
+    let sigma = measurement_sigma(op, sigma_y);
+    if !(sigma.is_finite() && sigma > 0.0) {
         return y;
     }
     let n = gaussian_noise(&y.size(), seed)
         .to_device(y.device())
         .to_kind(y.kind());
-    y + project_measurement(op, &n) * sigma_y
+    y + project_measurement(op, &n) * sigma
+}
+
+/// Standard deviation of the noise in a measurement made with `op` and extra noise σ_y:
+/// `√(σ² + σ_y²)` for denoising with task σ (independent noises add in variance), σ_y for
+/// every other operator. What `degrade` adds, and the σ_y a solver should be given.
+pub fn measurement_sigma(op: &dyn Operator, sigma_y: f64) -> f64 {
+    let sigma_y = if sigma_y.is_finite() {
+        sigma_y.max(0.0)
+    } else {
+        0.0
+    };
+    match op
+        .as_any()
+        .and_then(|a| a.downcast_ref::<denoise::Denoise>())
+    {
+        Some(d) => d.sigma().hypot(sigma_y),
+        None => sigma_y,
+    }
 }
 
 /// The measurement as an image to write: `degrade`'s output clamped to [-1, 1] and kept at

@@ -241,7 +241,7 @@ pub fn restore_with(
             let problem = Problem {
                 op: op.as_ref(),
                 y,
-                sigma_y: settings.sigma_y,
+                sigma_y: operators::measurement_sigma(op.as_ref(), settings.sigma_y),
             };
             let mut last: Option<Progress> = None;
             let mut on_step = |p: Progress| {
