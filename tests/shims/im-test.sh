@@ -7,7 +7,8 @@
 #   tests/shims/im-test.sh            (VML_FILTER=... to test another binary)
 #   VML_TEST_NO_IM7=1 tests/shims/... skip the IM7 part (it is then counted as failed)
 #
-# All restorations use --method classical: no network, fast.
+# All restorations but one use --method classical: no network, fast. The one network case uses
+# the shipped default model (models/default) for 10 VML-MAP steps on a 32x24 picture.
 set -uo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -126,6 +127,24 @@ echo "       | vml-filter said: $(grep -v '^{"progress' shim.err | head -2 | tr 
 st=$?
 [[ $st == 1 ]] && grep -q "could not read 'missing.jpg'" err.txt && pass "unreadable input: exit 1 naming the file" ||
     fail "unreadable input: exit 1 naming the file" "exit $st"
+
+# One real-network case: the shipped default model with VML-MAP (the default method), 10 steps
+# on a tiny picture. Super-resolution must agree with its input: the result averaged back over
+# 2x2 blocks (the SR operator) is close to the input (mean absolute error < 6%; an unconverged
+# 2-step run is at 25%).
+$IM -size 32x24 plasma:green-purple -seed 5 -blur 0x1 small.png
+check "IM6 + network: -sr 2 with the default model (vml-map, 10 steps)" "$VM" small.png -sr 2 -steps 10 -seed 1 net.png
+net_consistent() {
+    $IM net.png -scale 50% net-down.png
+    local m
+    m=$($IM_COMPARE -metric MAE small.png net-down.png null: 2>&1)
+    echo "MAE input vs result averaged 2x2: $m"
+    m=${m#*(}
+    m=${m%)*}
+    python3 -c "import sys; sys.exit(0 if float('$m') < 0.06 else 1)"
+}
+check "IM6 + network: 64x48 result consistent with its input" net_consistent
+check "IM6 + network: result is 64x48" size_is net.png 64x48
 
 # delegates.xml with IM6: the prefix vmlsr2: routes the read through vml-magick.
 mkdir -p im6conf && cp "$repo/filters/delegates.xml" im6conf/
