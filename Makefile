@@ -46,8 +46,10 @@ demo: build
 	@echo "vml-map:  $$($(BIN) compare $(DEMO_OUT)/restored.png $(DEMO_IMG))"
 	@echo "pictures: $(DEMO_OUT)/{low,bicubic,restored}.png"
 
+# Rust tests, then the shims in the real programs (GIMP 3, ImageMagick 6 and 7; see test-shims).
 test: build
 	cargo test $(CARGO_FLAGS) --locked -- --test-threads=2
+	$(MAKE) --no-print-directory test-shims
 
 # The shims tested in the real programs (tests/shims/): ImageMagick 6 on this machine, GIMP 3 and
 # ImageMagick 7 in a cached Debian trixie root. Needs root and Debian's package archive; the
