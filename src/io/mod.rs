@@ -395,9 +395,9 @@ pub fn decode(bytes: &[u8], limits: &Limits, what: &str) -> Result<Decoded> {
     })?;
     let mut reader = ImageReader::new(Cursor::new(bytes));
     reader.set_format(format.image_format());
+    // Width and height are checked below with a message that names the limit's flag; the
+    // decoder only enforces the allocation bound.
     let mut lim = image::Limits::default();
-    lim.max_image_width = Some(limits.max_width);
-    lim.max_image_height = Some(limits.max_height);
     lim.max_alloc = Some(limits.max_bytes);
     reader.limits(lim);
     let bad = |e: image::ImageError| decode_error(what, format, e);

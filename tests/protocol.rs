@@ -1,0 +1,479 @@
+//! The JSON-header protocol and serve mode, through the binary: golden examples from
+//! docs/examples, happy and error paths, several requests with bad ones in the middle.
+
+mod cli_common;
+
+use cli_common::*;
+use serde_json::{json, Value};
+
+fn sr2() -> Value {
+    json!({"vml":1,"task":{"kind":"sr","scale":2},"image":{"bytes":0},"options":{"method":"classical","seed":0}})
+}
+
+fn progress_lines(stderr: &str) -> Vec<Value> {
+    stderr
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).expect("progress line is JSON"))
+        .collect()
+}
+
+#[test]
+fn one_request_one_response() {
+    let img = png(&rgb(16, 12));
+    let r = run(&[], &request(&sr2(), &img, None));
+    assert_eq!(r.code, 0, "{}", r.context());
+    let (h, body, rest) = split_response(&r.stdout);
+    assert_eq!(h["vml"], 1);
+    assert_eq!(h["ok"], true);
+    assert_eq!(h["image"]["format"], "png");
+    assert_eq!(
+        (h["image"]["width"].as_u64(), h["image"]["height"].as_u64()),
+        (Some(32), Some(24))
+    );
+    assert_eq!(h["stats"]["method"], "classical");
+    assert!(rest.is_empty());
+    assert_eq!(decode(&body).to_rgb8().dimensions(), (32, 24));
+    let p = progress_lines(&r.stderr);
+    assert!(
+        !p.is_empty(),
+        "progress is always on in protocol mode: {}",
+        r.stderr
+    );
+    assert!(p.iter().all(|l| l["progress"]
+        .as_f64()
+        .is_some_and(|v| (0.0..=1.0).contains(&v))
+        && l["stage"].is_string()));
+}
+
+#[test]
+fn options_and_unknown_fields() {
+    let img = png(&rgb(16, 16));
+    let mask = png(&box_mask(16, 16, 4, 4, 10, 10));
+    let header = json!({
+        "vml": 1, "client": "test-suite", "future_field": {"nested": [1, 2]},
+        "task": {"kind": "inpaint", "hint": "ignored"},
+        "options": {"method": "classical", "format": "webp", "seed": 7, "sigma_y": 0.0, "tile": 0,
+                    "max_memory": "1G", "unknown_option": true}
+    });
+    let r = run(&[], &request(&header, &img, Some(&mask)));
+    assert_eq!(r.code, 0, "{}", r.context());
+    let (h, body, _) = split_response(&r.stdout);
+    assert_eq!(h["image"]["format"], "webp");
+    assert_eq!(
+        image::guess_format(&body).unwrap(),
+        image::ImageFormat::WebP
+    );
+}
+
+fn check_error(what: &str, h: &Value, code: i32) {
+    assert_eq!(h["vml"], 1, "{what}");
+    assert_eq!(h["ok"], false, "{what}: {h}");
+    assert!(
+        h["error"]["code"].is_string() && h["error"]["message"].is_string(),
+        "{what}: {h}"
+    );
+    assert_eq!(h["error"]["exit_code"], code, "{what}: {h}");
+}
+
+#[test]
+fn errors_are_json_on_stdout_and_an_exit_code() {
+    let img = png(&rgb(16, 16));
+    // Requests whose framing is intact: one server process answers them all, in order,
+    // each with the exit code a single run would end with.
+    let framed: Vec<(&str, Vec<u8>, i32)> = vec![
+        (
+            "no version",
+            request(&json!({"task":{"kind":"sr","scale":2}}), &img, None),
+            3,
+        ),
+        (
+            "unknown task",
+            request(&json!({"vml":1,"task":{"kind":"sharpen"}}), &img, None),
+            3,
+        ),
+        (
+            "task without its parameter",
+            request(&json!({"vml":1,"task":{"kind":"denoise"}}), &img, None),
+            3,
+        ),
+        (
+            "inpaint without mask",
+            request(
+                &json!({"vml":1,"task":{"kind":"inpaint"},"options":{"method":"classical"}}),
+                &img,
+                None,
+            ),
+            3,
+        ),
+        (
+            "mask of another size",
+            request(
+                &json!({"vml":1,"task":{"kind":"inpaint"},"options":{"method":"classical"}}),
+                &img,
+                Some(&png(&box_mask(8, 8, 0, 0, 4, 4))),
+            ),
+            3,
+        ),
+        (
+            "empty mask",
+            request(
+                &json!({"vml":1,"task":{"kind":"inpaint"},"options":{"method":"classical"}}),
+                &img,
+                Some(&png(&box_mask(16, 16, 0, 0, 0, 0))),
+            ),
+            3,
+        ),
+        (
+            "bad sr scale",
+            request(
+                &json!({"vml":1,"task":{"kind":"sr","scale":3},"options":{"method":"classical"}}),
+                &img,
+                None,
+            ),
+            2,
+        ),
+        (
+            "negative blur",
+            request(
+                &json!({"vml":1,"task":{"kind":"deblur","kernel":"gaussian","sigma":-2},"options":{"method":"classical"}}),
+                &img,
+                None,
+            ),
+            2,
+        ),
+        ("not an image", request(&sr2(), b"hello world", None), 3),
+        (
+            "unknown method",
+            request(
+                &json!({"vml":1,"task":{"kind":"sr","scale":2},"options":{"method":"magic"}}),
+                &img,
+                None,
+            ),
+            2,
+        ),
+        (
+            "bad sigma_y",
+            request(
+                &json!({"vml":1,"task":{"kind":"sr","scale":2},"options":{"method":"classical","sigma_y":-1}}),
+                &img,
+                None,
+            ),
+            3,
+        ),
+        (
+            "bad steps type",
+            request(
+                &json!({"vml":1,"task":{"kind":"sr","scale":2},"options":{"method":"classical","steps":"many"}}),
+                &img,
+                None,
+            ),
+            3,
+        ),
+        (
+            "bad output format",
+            request(
+                &json!({"vml":1,"task":{"kind":"sr","scale":2},"options":{"method":"classical","format":"gif"}}),
+                &img,
+                None,
+            ),
+            3,
+        ),
+        (
+            "unknown model",
+            request(
+                &json!({"vml":1,"task":{"kind":"sr","scale":2},"options":{"method":"vml-map","model":"/nonexistent.pt","device":"cpu"}}),
+                &img,
+                None,
+            ),
+            4,
+        ),
+    ];
+    let stream: Vec<u8> = framed.iter().flat_map(|(_, b, _)| b.clone()).collect();
+    let r = run(&["serve"], &stream);
+    assert_eq!(r.code, 0, "{}", r.context());
+    assert!(!r.stderr.contains("panicked"));
+    let mut rest = r.stdout.clone();
+    for (what, _, code) in &framed {
+        let (h, body, tail) = split_response(&rest);
+        check_error(what, &h, *code);
+        assert!(body.is_empty(), "{what}");
+        rest = tail;
+    }
+    assert!(rest.is_empty());
+
+    // Single requests: the error line on stdout and nothing else, the exit code, one
+    // line on stderr. The last ones also break the framing.
+    let single: Vec<(&str, Vec<u8>, i32)> = vec![
+        (
+            "version 2",
+            request(&json!({"vml":2,"task":{"kind":"sr","scale":2}}), &img, None),
+            3,
+        ),
+        ("header not JSON", b"{this is not json}\n".to_vec(), 3),
+        (
+            "negative size",
+            [
+                br#"{"vml":1,"task":{"kind":"sr","scale":2},"image":{"bytes":-4}}"#.as_slice(),
+                b"\n",
+            ]
+            .concat(),
+            3,
+        ),
+        (
+            "truncated payload",
+            {
+                let mut v = request(&sr2(), &img, None);
+                v.truncate(v.len() - 10);
+                v
+            },
+            3,
+        ),
+        (
+            "header too long",
+            {
+                let mut v = b"{\"pad\":\"".to_vec();
+                v.extend(std::iter::repeat_n(b'x', 70_000));
+                v.extend_from_slice(b"\"}\n");
+                v
+            },
+            3,
+        ),
+    ];
+    for (what, input, code) in single {
+        let r = run(&[], &input);
+        assert_eq!(r.code, code, "{what}: {}", r.context());
+        let (h, body, rest) = split_response(&r.stdout);
+        check_error(what, &h, code);
+        assert!(
+            body.is_empty() && rest.is_empty(),
+            "{what}: nothing but the error line on stdout"
+        );
+        assert_eq!(
+            r.stderr
+                .lines()
+                .filter(|l| l.starts_with("vml-filter:"))
+                .count(),
+            1,
+            "{what}: {}",
+            r.stderr
+        );
+        assert!(!r.stderr.contains("panicked"), "{what}");
+        if what == "version 2" {
+            assert!(
+                h["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("unsupported protocol version 2"),
+                "{h}"
+            );
+        }
+    }
+}
+
+#[test]
+fn protocol_with_output_file_is_a_usage_error() {
+    let r = run(
+        &["-o", "/tmp/never-written.png"],
+        &request(&sr2(), &png(&rgb(8, 8)), None),
+    );
+    assert_eq!(r.code, 2, "{}", r.context());
+}
+
+#[test]
+fn serve_answers_every_request_and_survives_bad_ones() {
+    let img = png(&rgb(16, 12));
+    let mask = png(&box_mask(16, 12, 2, 2, 8, 8));
+    let mut stream = Vec::new();
+    stream.extend(request(&sr2(), &img, None));
+    // Bad image bytes.
+    stream.extend(request(&sr2(), b"garbage garbage", None));
+    // Unknown version: the payloads are skipped by their declared length.
+    stream.extend(request(
+        &json!({"vml":2,"task":{"kind":"sr","scale":2}}),
+        &img,
+        Some(&mask),
+    ));
+    // Payload over --max-bytes: skipped, refused.
+    let big = png(&rgb(200, 200));
+    stream.extend(request(&sr2(), &big, None));
+    stream.extend(request(
+        &json!({"vml":1,"task":{"kind":"inpaint"},"options":{"method":"classical"}}),
+        &img,
+        Some(&mask),
+    ));
+    stream.extend(request(&json!({"vml":1,"task":{"kind":"denoise","sigma":0.1},"options":{"method":"classical","format":"jpeg"}}), &img, None));
+    let r = run(&["serve", "--max-bytes", "20000"], &stream);
+    assert_eq!(r.code, 0, "{}", r.context());
+    let mut rest = r.stdout.clone();
+    let mut oks = Vec::new();
+    while !rest.is_empty() {
+        let (h, body, tail) = split_response(&rest);
+        if h["ok"] == true {
+            assert_eq!(body.len() as u64, h["image"]["bytes"].as_u64().unwrap());
+            decode(&body);
+        }
+        oks.push(h["ok"].as_bool().unwrap());
+        rest = tail;
+    }
+    assert_eq!(
+        oks,
+        vec![true, false, false, false, true, true],
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn serve_stops_when_the_stream_cannot_be_framed() {
+    let img = png(&rgb(16, 12));
+    let mut stream = request(&sr2(), &img, None);
+    stream.extend_from_slice(b"this line is not a header\n");
+    stream.extend(request(&sr2(), &img, None));
+    let r = run(&["serve"], &stream);
+    assert_eq!(r.code, 3, "{}", r.context());
+    let (h1, _, rest) = split_response(&r.stdout);
+    let (h2, _, rest) = split_response(&rest);
+    assert_eq!(
+        (h1["ok"].as_bool(), h2["ok"].as_bool()),
+        (Some(true), Some(false))
+    );
+    assert!(rest.is_empty());
+    // A stream that ends inside a payload: the error, then exit.
+    let mut stream = request(&sr2(), &img, None);
+    let mut cut = request(&sr2(), &img, None);
+    cut.truncate(cut.len() / 2);
+    stream.extend(cut);
+    let r = run(&["serve"], &stream);
+    assert_eq!(r.code, 3, "{}", r.context());
+    // Empty input: nothing to do.
+    let r = run(&["serve"], b"");
+    assert_eq!((r.code, r.stdout.len()), (0, 0), "{}", r.context());
+}
+
+#[test]
+fn serve_takes_defaults_from_flags() {
+    let img = png(&rgb(16, 12));
+    let header = json!({"vml":1,"task":{"kind":"sr","scale":2}});
+    let r = run(
+        &["serve", "--method", "classical"],
+        &request(&header, &img, None),
+    );
+    assert_eq!(r.code, 0, "{}", r.context());
+    let (h, _, _) = split_response(&r.stdout);
+    assert_eq!(h["stats"]["method"], "classical");
+}
+
+/// The worked examples of docs/examples: each `NAME.request.json` is sent with the input
+/// that `NAME.input` describes; the answer must equal `NAME.response.json` except for the
+/// byte count (checked against the payload) and the timing.
+#[test]
+fn golden_examples() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/examples");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| {
+            e.unwrap()
+                .file_name()
+                .to_str()
+                .and_then(|n| n.strip_suffix(".request.json"))
+                .map(String::from)
+        })
+        .collect();
+    names.sort();
+    assert!(names.len() >= 4, "examples missing in {}", dir.display());
+    for name in names {
+        let read =
+            |suffix: &str| std::fs::read_to_string(dir.join(format!("{name}.{suffix}"))).unwrap();
+        let request_line = read("request.json");
+        let header: Value = serde_json::from_str(&request_line).unwrap();
+        let input: Value = serde_json::from_str(&read("input.json")).unwrap();
+        let w = input["width"].as_u64().unwrap() as u32;
+        let h = input["height"].as_u64().unwrap() as u32;
+        let img = match input["image"].as_str().unwrap() {
+            "rgb" => rgb(w, h),
+            "gray" => image::DynamicImage::ImageLuma8(rgb(w, h).to_luma8()),
+            other => panic!("unknown input kind {other}"),
+        };
+        let img = png(&img);
+        let mask = input.get("mask_box").and_then(|b| b.as_array()).map(|b| {
+            let v: Vec<u32> = b.iter().map(|x| x.as_u64().unwrap() as u32).collect();
+            png(&box_mask(w, h, v[0], v[1], v[2], v[3]))
+        });
+        let bless = std::env::var_os("VML_BLESS_EXAMPLES").is_some();
+        let mut header = header;
+        let request_line = if bless {
+            // Regenerating the examples (review the diff!): byte counts from this input.
+            header["image"]["bytes"] = json!(img.len());
+            let mut line = set_bytes(request_line.trim_end(), "image", img.len());
+            if let Some(m) = &mask {
+                header["mask"]["bytes"] = json!(m.len());
+                line = set_bytes(&line, "mask", m.len());
+            }
+            std::fs::write(
+                dir.join(format!("{name}.request.json")),
+                format!("{line}\n"),
+            )
+            .unwrap();
+            line
+        } else {
+            request_line
+        };
+        // The example's byte counts are those of the documented input; the test's must agree.
+        let bytes = |p: &Vec<u8>| p.len() as u64;
+        assert_eq!(
+            header["image"]["bytes"].as_u64(),
+            Some(bytes(&img)),
+            "{name}: image.bytes in the example"
+        );
+        if let Some(m) = &mask {
+            assert_eq!(
+                header["mask"]["bytes"].as_u64(),
+                Some(bytes(m)),
+                "{name}: mask.bytes in the example"
+            );
+        }
+        let mut stream = request_line.trim_end().as_bytes().to_vec();
+        stream.push(b'\n');
+        stream.extend_from_slice(&img);
+        if let Some(m) = &mask {
+            stream.extend_from_slice(m);
+        }
+        let r = run(&[], &stream);
+        let (mut got, body, _) = split_response(&r.stdout);
+        if bless {
+            let pretty = serde_json::to_string(&got).unwrap();
+            std::fs::write(
+                dir.join(format!("{name}.response.json")),
+                format!("{pretty}\n"),
+            )
+            .unwrap();
+        }
+        let mut want: Value = serde_json::from_str(&read("response.json")).unwrap();
+        assert_eq!(
+            r.code,
+            want["error"]["exit_code"].as_i64().unwrap_or(0) as i32,
+            "{name}: {}",
+            r.context()
+        );
+        if got["ok"] == true {
+            assert_eq!(got["image"]["bytes"].as_u64(), Some(body.len() as u64));
+            for v in [&mut got, &mut want] {
+                v["image"]["bytes"] = Value::Null;
+                v["stats"]["seconds"] = Value::Null;
+            }
+        }
+        assert_eq!(
+            got, want,
+            "{name}: response differs from docs/examples/{name}.response.json"
+        );
+    }
+}
+
+/// `line` with the number in `"key":{"bytes":N` replaced by `n`, keeping the field order.
+fn set_bytes(line: &str, key: &str, n: usize) -> String {
+    let pat = format!("\"{key}\":{{\"bytes\":");
+    let at = line.find(&pat).expect("example has the payload field") + pat.len();
+    let end = at + line[at..].find(|c: char| !c.is_ascii_digit()).unwrap();
+    format!("{}{n}{}", &line[..at], &line[end..])
+}
