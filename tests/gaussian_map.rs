@@ -410,7 +410,7 @@ fn production(task: Task, mask: Option<&Tensor>) -> Box<dyn Operator> {
 
 #[test]
 fn vml_map_pre_with_production_operators() {
-    let mut mask = Tensor::zeros([8, 8], (Kind::Float, cpu()));
+    let mask = Tensor::zeros([8, 8], (Kind::Float, cpu()));
     let _ = mask.narrow(0, 2, 4).narrow(1, 3, 4).fill_(1.0);
     let cases: Vec<(Box<dyn Operator>, f64)> = vec![
         (production(Task::Inpaint, Some(&mask)), 0.0),
