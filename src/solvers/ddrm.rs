@@ -18,7 +18,7 @@
 //! zero them (3e-2 for blur factors).
 
 use super::{
-    check_problem, seed_all, strided_timesteps, table_sigmas, x_size, Control, Counter, Problem,
+    check_problem, strided_timesteps, table_sigmas, x_size, Control, Counter, Noise, Problem,
     Progress, Solver, SolverOptions,
 };
 use crate::diffusion::Denoiser;
@@ -93,7 +93,7 @@ impl Solver for Ddrm {
         let sy = problem.sigma_y;
         let table = table_sigmas(denoiser);
         let ts = strided_timesteps(table.len(), self.steps)?;
-        seed_all(seed);
+        let mut noise = Noise::new(seed);
 
         let _guard = tch::no_grad_guard();
         // Singular values padded to D, with the small ones zeroed.
@@ -126,7 +126,7 @@ impl Solver for Ddrm {
         let start_std = (-noise_lvl.square() + sigma_t0 * sigma_t0)
             .clamp_min(0.0)
             .sqrt();
-        let z = Tensor::randn([n, d], opts);
+        let z = noise.normal(&[n, d], opts);
         let mut xbar = (&ybar + &z * &start_std).where_self(&measured, &(&z * sigma_t0));
 
         let mut count = Counter::default();
@@ -141,7 +141,7 @@ impl Solver for Ddrm {
 
             let std_c = sigma_next * self.eta;
             let tilde = sigma_next * (1.0 - self.eta * self.eta).sqrt();
-            let noise = Tensor::randn([n, d], opts);
+            let noise = noise.normal(&[n, d], opts);
             // Null space (and any coefficient that fits neither rule below).
             let mut next = &x0bar + &epsbar * tilde + &noise * std_c;
             // Less noisy than y: pull towards the measurement through the residual.

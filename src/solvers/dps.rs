@@ -16,7 +16,7 @@
 //! `x_t / √ᾱ_t` at `σ_t = √((1−ᾱ_t)/ᾱ_t)`.
 
 use super::{
-    check_problem, seed_all, table_sigmas, x_size, Control, Counter, Problem, Progress, Solver,
+    check_problem, table_sigmas, x_size, Control, Counter, Noise, Problem, Progress, Solver,
     SolverOptions,
 };
 use crate::diffusion::schedule::evenly_spaced_timesteps;
@@ -74,10 +74,10 @@ impl Solver for Dps {
         let opts = (Kind::Float, y.device());
         let table = table_sigmas(denoiser);
         let ts = evenly_spaced_timesteps(table.len(), self.steps);
-        seed_all(seed);
+        let mut noise = Noise::new(seed);
 
         let mut count = Counter::default();
-        let mut x = Tensor::randn(size, opts);
+        let mut x = noise.normal(&size, opts);
         for (i, &t) in ts.iter().enumerate() {
             let sigma = table[t];
             let ab = 1.0 / (1.0 + sigma * sigma);
@@ -114,7 +114,7 @@ impl Solver for Dps {
                 let mut next = mean - grad * self.scale;
                 if i + 1 < ts.len() {
                     let var = beta * (1.0 - ab_prev) / (1.0 - ab);
-                    next += Tensor::randn(size, opts) * var.sqrt();
+                    next += noise.normal(&size, opts) * var.sqrt();
                 }
                 next
             });

@@ -47,8 +47,8 @@ pub trait Solver {
     fn name(&self) -> &'static str;
     /// Restores `problem` with `denoiser`. Returns the estimate `(N, C, H, W)` in [-1, 1],
     /// or `Ok(None)` when `on_progress` asked to stop. The same `seed` on the same device
-    /// gives the same result (noise comes from LibTorch's global generator, reseeded here:
-    /// solves running concurrently in one process interleave their draws). Errors: a measurement that does not fit the operator, an
+    /// gives the same result; all noise comes from `seed` (not from LibTorch's global
+    /// generator), so concurrent solves do not disturb each other. Errors: a measurement that does not fit the operator, an
     /// operator without the SVD a method needs, settings that cannot work together.
     fn solve(
         &self,
@@ -214,11 +214,48 @@ pub(crate) fn strided_timesteps(total: usize, steps: usize) -> Result<Vec<usize>
     Ok((0..total).step_by(stride).rev().collect())
 }
 
-/// Seeds LibTorch's generators (CPU and CUDA) so that a run is reproducible on one device.
-pub(crate) fn seed_all(seed: u64) {
-    tch::manual_seed(seed as i64);
-    if tch::Cuda::is_available() {
-        tch::Cuda::manual_seed_all(seed);
+/// The noise of one solve, drawn from its seed alone: SplitMix64 with Box–Muller on the host,
+/// copied to the device. Not LibTorch's global generator, which other threads of the process
+/// (a second solve, training) may be drawing from at the same time; and the same seed gives
+/// the same noise on every device.
+pub(crate) struct Noise {
+    state: u64,
+}
+
+impl Noise {
+    pub fn new(seed: u64) -> Self {
+        Noise { state: seed }
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in (0, 1], 53 bits.
+    fn unit(&mut self) -> f64 {
+        ((self.next_u64() >> 11) + 1) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Standard normal samples of `size`, in `options` (kind, device).
+    pub fn normal(&mut self, size: &[i64], options: (Kind, tch::Device)) -> Tensor {
+        let count: i64 = size.iter().product();
+        let count = count.max(0) as usize;
+        let mut v = Vec::with_capacity(count + 1);
+        while v.len() < count {
+            let r = (-2.0 * self.unit().ln()).sqrt();
+            let angle = std::f64::consts::TAU * self.unit();
+            v.push((r * angle.cos()) as f32);
+            v.push((r * angle.sin()) as f32);
+        }
+        v.truncate(count);
+        Tensor::from_slice(&v)
+            .reshape(size)
+            .to_kind(options.0)
+            .to_device(options.1)
     }
 }
 

@@ -18,8 +18,8 @@
 //! starts from `√ᾱ_T H⁺y + √(1−ᾱ_T) n`.
 
 use super::{
-    check_problem, denoise_vjp, seed_all, strided_timesteps, table_sigmas, x_size, Control,
-    Counter, Problem, Progress, Solver, SolverOptions,
+    check_problem, denoise_vjp, strided_timesteps, table_sigmas, x_size, Control, Counter, Noise,
+    Problem, Progress, Solver, SolverOptions,
 };
 use crate::diffusion::Denoiser;
 use crate::error::{Error, Result};
@@ -86,7 +86,7 @@ impl Solver for Pigdm {
         let d: i64 = size[1..].iter().product();
         let table = table_sigmas(denoiser);
         let ts = strided_timesteps(table.len(), self.steps)?;
-        seed_all(seed);
+        let mut noise = Noise::new(seed);
 
         // Guidance direction h for a residual, and the singular values it needs.
         let spectrum = match svd {
@@ -121,7 +121,7 @@ impl Solver for Pigdm {
 
         let ab_start = 1.0 / (1.0 + table[ts[0]] * table[ts[0]]);
         let mut x = tch::no_grad(|| op.pinv(&y)) * ab_start.sqrt()
-            + Tensor::randn(size, opts) * (1.0 - ab_start).sqrt();
+            + noise.normal(&size, opts) * (1.0 - ab_start).sqrt();
         let mut count = Counter::default();
         for (i, &t) in ts.iter().enumerate() {
             let sigma = table[t];
@@ -155,7 +155,7 @@ impl Solver for Pigdm {
                 let x0 = if clip { x0.clamp(-1.0, 1.0) } else { x0 };
                 let mut next = &x0 * ab_s.sqrt() + eps * c2 + g_ve * ab_s.sqrt();
                 if c1 > 0.0 {
-                    next += Tensor::randn(size, opts) * c1;
+                    next += noise.normal(&size, opts) * c1;
                 }
                 next
             });

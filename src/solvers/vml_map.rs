@@ -20,8 +20,8 @@
 //! bounded by σ_i² for tiny ones (the doc's form divides by them).
 
 use super::{
-    check_problem, denoise_vjp, seed_all, x_size, Control, Counter, Init, Problem, Progress,
-    Renoise, Solver, SolverOptions,
+    check_problem, denoise_vjp, x_size, Control, Counter, Init, Noise, Problem, Progress, Renoise,
+    Solver, SolverOptions,
 };
 use crate::diffusion::{karras, Denoiser};
 use crate::error::{Error, Result};
@@ -142,7 +142,7 @@ impl Solver for VmlMap {
         let y = problem.y.to_kind(Kind::Float);
         let size = x_size(problem, n);
         let opts = (Kind::Float, y.device());
-        seed_all(seed);
+        let mut noise = Noise::new(seed);
 
         // Singular values padded with zeros to the image dimension D (the null space of H).
         let spectrum = match svd {
@@ -167,7 +167,7 @@ impl Solver for VmlMap {
 
         let mut count = Counter::default();
         let sigma1 = sigmas[0];
-        let mut x = Tensor::randn(size, opts) * sigma1;
+        let mut x = noise.normal(&size, opts) * sigma1;
         if self.init == Init::Pinv {
             x += tch::no_grad(|| op.pinv(&y));
         }
@@ -199,7 +199,7 @@ impl Solver for VmlMap {
             count.forwards += 1;
             if let Some(&next) = sigmas.get(i + 1) {
                 x = match self.renoise {
-                    Renoise::Stochastic => &x0 + Tensor::randn(size, opts) * next,
+                    Renoise::Stochastic => &x0 + noise.normal(&size, opts) * next,
                     Renoise::Deterministic => &x0 + (&x - &x0) * (next / sigma),
                 };
             }
