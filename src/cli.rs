@@ -685,11 +685,8 @@ fn run_degrade(args: &DegradeArgs, limits: &Limits, reporter: &mut Reporter) -> 
         args.io.output.as_deref(),
         decoded.format,
     )?;
-    // Denoising's forward model is the identity plus its own noise level.
-    let sigma_y = match &task {
-        Task::Denoise { sigma } if args.sigma_y == 0.0 => *sigma,
-        _ => args.sigma_y,
-    };
+    // For denoising, `operators::degrade` adds the task's σ itself (and σ_y on top).
+    let sigma_y = args.sigma_y;
     let out = pipeline::degrade(&task, &decoded.picture, mask.as_ref(), sigma_y, args.seed)?;
     if reporter.report(1.0, "degrade") == Control::Stop {
         return Err(Error::Interrupted);

@@ -38,7 +38,12 @@ fn main() -> ExitCode {
     }
     logger.target(env_logger::Target::Stderr).init();
 
-    let code = match cli::run(cli) {
+    // A panic (LibTorch reports some failures that way) becomes one error line and an exit
+    // code like any other error, not a backtrace.
+    std::panic::set_hook(Box::new(|info| log::debug!("panic: {info}")));
+    let result = std::panic::catch_unwind(|| cli::run(cli))
+        .unwrap_or_else(|p| Err(vml::pipeline::panic_error(p)));
+    let code = match result {
         Ok(code) => code,
         Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
             log::debug!("stdout closed by the reader");

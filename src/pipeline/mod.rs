@@ -25,6 +25,10 @@ pub const NETWORK_FREE_METHODS: &[&str] = &["classical"];
 /// The default method when none is given.
 pub const DEFAULT_METHOD: &str = "vml-map";
 
+/// What network inputs are padded to a multiple of: five halvings, as in the ADM 256×256
+/// UNets (the default model needs three).
+pub const NETWORK_MULTIPLE: i64 = 32;
+
 /// Default `--max-memory`: leaves room for LibTorch and the rest of a 24 GiB machine.
 pub const DEFAULT_MAX_MEMORY: u64 = 12 << 30;
 
@@ -158,19 +162,40 @@ pub fn restore(
         return Err(Error::Interrupted);
     }
     let denoiser = models.get(&settings.method, settings.model.as_deref(), device)?;
-    let mut outcome = restore_with(
-        task,
-        image,
-        mask,
-        settings,
-        limits,
-        device,
-        solver.as_ref(),
-        denoiser,
-        progress,
-    )?;
+    // LibTorch reports some failures (shape mismatches, allocation failures in some ops) by
+    // panicking through tch: turn them into errors so a server survives them.
+    let run = std::panic::AssertUnwindSafe(|| {
+        restore_with(
+            task,
+            image,
+            mask,
+            settings,
+            limits,
+            device,
+            solver.as_ref(),
+            denoiser,
+            progress,
+        )
+    });
+    let mut outcome = std::panic::catch_unwind(run).map_err(panic_error)??;
     outcome.stats.seconds = started.elapsed().as_secs_f64();
     Ok(outcome)
+}
+
+/// The error a caught panic stands for: out of memory when LibTorch says so (exit 6),
+/// an internal LibTorch failure otherwise (exit 1).
+pub fn panic_error(payload: Box<dyn std::any::Any + Send>) -> Error {
+    let msg = payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown failure".into());
+    let first = msg.lines().next().unwrap_or("").to_string();
+    Error::Torch(tch::TchError::Torch(if msg.contains("out of memory") {
+        msg
+    } else {
+        first
+    }))
 }
 
 /// [`restore`] with the solver and denoiser given: the image side of the work.
@@ -191,11 +216,30 @@ pub fn restore_with(
     let (h, w) = (image.height as i64, image.width as i64);
     let (out_h, out_w) = (h * scale, w * scale);
 
+    // A UNet halves the image several times, so its input must be a multiple of
+    // NETWORK_MULTIPLE: pad the input (repeating its border) and crop the result back.
+    let multiple = if NETWORK_FREE_METHODS.contains(&settings.method.as_str()) {
+        scale
+    } else {
+        NETWORK_MULTIPLE.max(scale)
+    };
+    let in_mult = multiple / scale;
+    let (ph, pw) = (
+        (in_mult - h % in_mult) % in_mult,
+        (in_mult - w % in_mult) % in_mult,
+    );
+    let (pad_h, pad_w) = ((h + ph) * scale, (w + pw) * scale);
     let x_in = to_tensor(image).to_device(device);
+    let x_pad = if ph + pw > 0 {
+        x_in.replication_pad2d([0, pw, 0, ph])
+    } else {
+        x_in.shallow_clone()
+    };
     let plan = TilePlan::choose(
-        out_h,
-        out_w,
+        pad_h,
+        pad_w,
         scale,
+        multiple,
         &settings.method,
         settings.tile,
         settings.max_memory,
@@ -206,14 +250,20 @@ pub fn restore_with(
         plan.describe()
     );
     let inpaint_mask = match (task, &mask_plane) {
-        (Task::Inpaint, Some(m)) => Some(m.to_device(device)),
+        // Padding is known (0 = keep), so the operator never asks to fill it.
+        (Task::Inpaint, Some(m)) => {
+            Some(
+                m.to_device(device)
+                    .constant_pad_nd([0, pw * scale, 0, ph * scale]),
+            )
+        }
         _ => None,
     };
 
     let tiles = plan.tiles();
     let ntiles = tiles.len();
-    let acc = Tensor::zeros([1, 3, out_h, out_w], (Kind::Float, device));
-    let wsum = Tensor::zeros([1, 1, out_h, out_w], (Kind::Float, device));
+    let acc = Tensor::zeros([1, 3, pad_h, pad_w], (Kind::Float, device));
+    let wsum = Tensor::zeros([1, 1, pad_h, pad_w], (Kind::Float, device));
     let mut stats = Stats {
         method: settings.method.clone(),
         device: format!("{device:?}").to_lowercase(),
@@ -223,7 +273,7 @@ pub fn restore_with(
     };
     for (k, t) in tiles.iter().enumerate() {
         // Tile in output pixels; its input region is the same divided by the SR scale.
-        let xin = x_in
+        let xin = x_pad
             .narrow(2, t.y0 / scale, t.h / scale)
             .narrow(3, t.x0 / scale, t.w / scale);
         let tmask = inpaint_mask
@@ -266,7 +316,9 @@ pub fn restore_with(
         let mut b = wsum.narrow(2, t.y0, t.h).narrow(3, t.x0, t.w);
         b += weight;
     }
-    let mut out = acc / wsum.clamp_min(1e-12);
+    let mut out = (acc / wsum.clamp_min(1e-12))
+        .narrow(2, 0, out_h)
+        .narrow(3, 0, out_w);
 
     // Outside the region to restore the input stays: exactly (inpainting keeps the known
     // pixels bit for bit) or with a feathered edge (other tasks).

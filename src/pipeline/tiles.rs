@@ -38,12 +38,15 @@ pub fn bytes_per_pixel(method: &str) -> u64 {
 
 impl TilePlan {
     /// `tile`: `None` chooses from the memory budget, `Some(0)` never tiles, `Some(n)` asks
-    /// for tiles of `n` pixels. Tile and overlap are multiples of the SR `scale`, so tiles
-    /// line up with input pixels.
+    /// for tiles of `n` pixels. Tiles are multiples of `align` (a multiple of the SR scale
+    /// that the network needs) and overlaps multiples of the SR `scale`, so tiles line up
+    /// with input pixels. `height` and `width` must be multiples of `align`.
+    #[allow(clippy::too_many_arguments)]
     pub fn choose(
         height: i64,
         width: i64,
         scale: i64,
+        align: i64,
         method: &str,
         tile: Option<u32>,
         max_memory: u64,
@@ -68,7 +71,7 @@ impl TilePlan {
                 (fit / 64 * 64).max(64)
             }
         };
-        let side = (side.max(2 * scale) / scale) * scale;
+        let side = (side.max(2 * align) / align) * align;
         if side >= height && side >= width {
             return whole;
         }
@@ -168,7 +171,7 @@ mod tests {
 
     #[test]
     fn tiles_cover_and_weights_sum_to_positive() {
-        let plan = TilePlan::choose(300, 200, 4, "classical", Some(64), 0);
+        let plan = TilePlan::choose(300, 200, 4, 4, "classical", Some(64), 0);
         assert!(!plan.is_whole());
         assert_eq!(plan.tile % 4, 0);
         assert_eq!(plan.overlap % 4, 0);
@@ -185,7 +188,7 @@ mod tests {
     #[test]
     fn constant_tiles_blend_to_the_constant() {
         // A partition of unity: blending identical tiles gives the tile value back.
-        let plan = TilePlan::choose(130, 97, 1, "classical", Some(40), 0);
+        let plan = TilePlan::choose(130, 97, 1, 1, "classical", Some(40), 0);
         let acc = Tensor::zeros([1, 1, 130, 97], (Kind::Float, Device::Cpu));
         let ws = Tensor::zeros([1, 1, 130, 97], (Kind::Float, Device::Cpu));
         for t in plan.tiles() {
@@ -200,15 +203,32 @@ mod tests {
     }
 
     #[test]
+    fn tiles_fit_the_network() {
+        // A 4000×3000 photo (padded to 4000×3008) under the default budget: every tile a
+        // multiple of 32, every start a multiple of the SR scale.
+        let plan = TilePlan::choose(3008, 4000, 2, 32, "vml-map", None, 12 << 30);
+        assert!(plan.tiles().len() > 1);
+        for t in plan.tiles() {
+            assert_eq!(
+                (t.h % 32, t.w % 32, t.y0 % 2, t.x0 % 2),
+                (0, 0, 0, 0),
+                "{t:?}"
+            );
+        }
+        let plan = TilePlan::choose(96, 160, 1, 32, "vml-map", Some(40), 0);
+        assert!(plan.tiles().iter().all(|t| t.h % 32 == 0 && t.w % 32 == 0));
+    }
+
+    #[test]
     fn auto_plan_follows_the_budget() {
         assert!(
-            TilePlan::choose(3000, 4000, 1, "vml-map", None, 12 << 30)
+            TilePlan::choose(3008, 4000, 1, 32, "vml-map", None, 12 << 30)
                 .tiles()
                 .len()
                 > 1
         );
-        assert!(TilePlan::choose(256, 256, 1, "vml-map", None, 12 << 30).is_whole());
-        assert!(TilePlan::choose(3000, 4000, 1, "classical", None, 12 << 30).is_whole());
-        assert!(TilePlan::choose(100, 100, 1, "classical", Some(0), 0).is_whole());
+        assert!(TilePlan::choose(256, 256, 1, 32, "vml-map", None, 12 << 30).is_whole());
+        assert!(TilePlan::choose(3000, 4000, 1, 1, "classical", None, 12 << 30).is_whole());
+        assert!(TilePlan::choose(100, 100, 1, 1, "classical", Some(0), 0).is_whole());
     }
 }

@@ -1,0 +1,73 @@
+//! The binary with a real network: the shipped default model, VML-MAP with two steps of
+//! one iteration on tiny images, so the plumbing (loading, padding to the UNet's multiple,
+//! tiles, seeds, serve's model cache) is exercised in seconds. Quality is measured
+//! elsewhere (docs/algorithm.md), not here.
+
+mod cli_common;
+
+use cli_common::*;
+use image::GenericImageView;
+use serde_json::json;
+
+const NET: &[&str] = &[
+    "--method", "vml-map", "--model", "default", "--device", "cpu", "--steps", "2", "--iters", "1",
+];
+
+fn net<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v: Vec<&str> = NET.to_vec();
+    v.extend_from_slice(extra);
+    v
+}
+
+#[test]
+fn sizes_that_are_not_multiples_of_the_network_are_padded() {
+    // 21×13 → SR ×2 → 42×26: neither is a multiple of the UNet's 8 (or 32).
+    let r = run(&net(&["--sr", "2"]), &png(&rgb(21, 13)));
+    assert_eq!(r.code, 0, "{}", r.context());
+    assert_eq!(decode(&r.stdout).dimensions(), (42, 26));
+    let r = run(&net(&["--deblur", "gaussian:1"]), &png(&rgb(19, 23)));
+    assert_eq!(r.code, 0, "{}", r.context());
+    assert_eq!(decode(&r.stdout).dimensions(), (19, 23));
+}
+
+#[test]
+fn same_seed_same_output() {
+    let img = png(&rgb(16, 16));
+    let a = run(&net(&["--denoise", "0.1", "--seed", "5"]), &img);
+    let b = run(&net(&["--denoise", "0.1", "--seed", "5"]), &img);
+    assert_eq!(a.code, 0, "{}", a.context());
+    assert_eq!(a.stdout, b.stdout);
+}
+
+#[test]
+fn tiles_with_the_network() {
+    let r = run(
+        &net(&["--denoise", "0.1", "--tile", "32", "-v"]),
+        &png(&rgb(70, 40)),
+    );
+    assert_eq!(r.code, 0, "{}", r.context());
+    assert!(r.stderr.contains(" tiles of "), "{}", r.stderr);
+    assert_eq!(decode(&r.stdout).dimensions(), (70, 40));
+}
+
+#[test]
+fn serve_keeps_the_network_loaded() {
+    let img = png(&rgb(16, 16));
+    let header = json!({"vml":1,"task":{"kind":"sr","scale":2},
+        "options":{"method":"vml-map","model":"default","device":"cpu","steps":2,"iters":1}});
+    let mut stream = request(&header, &img, None);
+    stream.extend(request(&header, b"not an image", None));
+    stream.extend(request(&header, &img, None));
+    let r = run(&["serve", "-v"], &stream);
+    assert_eq!(r.code, 0, "{}", r.context());
+    let (h1, _, rest) = split_response(&r.stdout);
+    let (h2, _, rest) = split_response(&rest);
+    let (h3, body, _) = split_response(&rest);
+    assert_eq!(
+        (h1["ok"].as_bool(), h2["ok"].as_bool(), h3["ok"].as_bool()),
+        (Some(true), Some(false), Some(true))
+    );
+    assert!(h3["stats"]["forwards"].as_u64().unwrap() > 0, "{h3}");
+    assert_eq!(decode(&body).dimensions(), (32, 32));
+    assert_eq!(r.stderr.matches("loading model").count(), 1, "{}", r.stderr);
+}
