@@ -245,3 +245,29 @@ fn named_configs_are_valid_and_files_round_trip() {
         assert_eq!(UNetConfig::from_file(&p).unwrap(), named, "{name}");
     }
 }
+
+/// The `eval-net` command (the parity hook users run) reproduces the reference outputs.
+#[test]
+fn eval_net_command_matches_reference() {
+    let dir = fixtures().join("parity/attn_ss_updown_sigma");
+    let out = tempfile::tempdir().unwrap();
+    let y = out.path().join("y.npy");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_vml-filter"))
+        .args(["eval-net", "--timestep", "500", "--device", "cpu"])
+        .arg("--model")
+        .arg(dir.join("model.pt"))
+        .arg("--arch")
+        .arg(dir.join("config.json"))
+        .arg("--input")
+        .arg(dir.join("x.npy"))
+        .arg("--output")
+        .arg(&y)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let got = Tensor::read_npy(&y).unwrap();
+    let want = Tensor::read_npy(dir.join("out_t500.npy")).unwrap();
+    assert_eq!(got.size(), want.size());
+    let err = rel_l2(&got, &want);
+    assert!(err < 1e-4, "relative L2 error {err:e}");
+}
