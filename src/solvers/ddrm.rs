@@ -80,12 +80,7 @@ impl Solver for Ddrm {
     ) -> Result<Option<Tensor>> {
         let n = check_problem(problem)?;
         let op = problem.op;
-        let svd = op.svd().ok_or_else(|| {
-            Error::Usage(format!(
-                "ddrm needs an operator with an SVD; {} has none",
-                op.name()
-            ))
-        })?;
+        let svd = super::require_svd(op, "ddrm")?;
         let y = problem.y.to_kind(Kind::Float);
         let size = x_size(problem, n);
         let opts = (Kind::Float, y.device());

@@ -281,3 +281,16 @@ impl Counter {
         })
     }
 }
+
+/// The operator's SVD, or the usage error every SVD-based method gives without one.
+pub(crate) fn require_svd<'a>(
+    op: &'a dyn Operator,
+    method: &str,
+) -> crate::Result<&'a dyn crate::operators::Svd> {
+    op.svd().ok_or_else(|| {
+        crate::Error::Usage(format!(
+            "{method} needs an operator with an SVD; {} has none",
+            op.name()
+        ))
+    })
+}

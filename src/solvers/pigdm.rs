@@ -71,12 +71,7 @@ impl Solver for Pigdm {
         let op = problem.op;
         let sy = problem.sigma_y;
         let svd = if sy > 0.0 {
-            Some(op.svd().ok_or_else(|| {
-                Error::Usage(format!(
-                    "pigdm with σ_y > 0 needs an operator with an SVD; {} has none",
-                    op.name()
-                ))
-            })?)
+            Some(super::require_svd(op, "pigdm with σ_y > 0")?)
         } else {
             None
         };

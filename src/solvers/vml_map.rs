@@ -123,12 +123,7 @@ impl Solver for VmlMap {
         let n = check_problem(problem)?;
         let op = problem.op;
         let svd = if self.precondition {
-            Some(op.svd().ok_or_else(|| {
-                Error::Usage(format!(
-                    "vml-map-pre needs an operator with an SVD; {} has none",
-                    op.name()
-                ))
-            })?)
+            Some(super::require_svd(op, "vml-map-pre")?)
         } else {
             None
         };
