@@ -45,6 +45,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Train a diffusion model (the default model's recipe) on a folder of photos.
     Train(crate::train::TrainArgs),
+    /// Every method against every degradation on a folder of photos: quality, time,
+    /// memory (docs/benchmarks.md).
+    Bench(crate::bench::BenchArgs),
     /// Developer: evaluate the raw network on a .npy batch (numerical parity hook).
     EvalNet(crate::inspect::EvalNetArgs),
     /// PSNR and SSIM of an image against a clean reference, as one JSON line.
@@ -508,6 +511,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             run_degrade(&args, &limits, &mut reporter).map(|()| 0)
         }
         Some(Command::Train(args)) => crate::train::run(&args).map(|()| 0),
+        Some(Command::Bench(args)) => crate::bench::run(&args).map(|()| 0),
         Some(Command::EvalNet(args)) => crate::inspect::eval_net(&args).map(|()| 0),
         Some(Command::Compare(args)) => {
             let line = crate::inspect::compare(&args)?;

@@ -9,6 +9,7 @@
 //! (schedules, the denoiser `D(x, σ)`), which `solvers` uses together with `operators`.
 //! `io`, `protocol` and the binary sit on top.
 
+pub mod bench;
 pub mod cli;
 pub mod device;
 pub mod diffusion;

@@ -1,0 +1,638 @@
+//! `vml-filter bench`: every method against every degradation on a folder of clean photos,
+//! in one run, so that quality and cost are compared on the same machine, network,
+//! operators and measurements (docs/benchmarks.md).
+//!
+//! A run is (image, task, σ_y, method spec). Each one appends a row to `results.csv` as soon
+//! as it finishes, so a long benchmark can be interrupted and resumed (`--resume` skips the
+//! rows already there) and the summary is always rebuilt from every row on disk.
+//! `--overhead` instead measures what the engine and the binary add on top of the network.
+
+mod overhead;
+mod report;
+
+use crate::device::parse_device;
+use crate::diffusion::{Denoiser, EpsDenoiser};
+use crate::error::{Error, Result};
+use crate::metrics::{psnr, ssim};
+use crate::model::{registry, Precision};
+use crate::operators::{self, inpaint};
+use crate::pipeline::signals;
+use crate::solvers::{self, Control, Problem, Progress, SolverOptions};
+use crate::task::{Blur, SrKind, Task};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tch::{Device, Kind, Tensor};
+
+pub use report::Row;
+
+/// The degradations of the benchmark, in the order of the issue that asked for them.
+pub const DEFAULT_TASKS: &str =
+    "sr:4,sr-bicubic:4,gauss:3,uniform:9,box,random:0.7,half,colorize,denoise:0.2";
+/// Every method at its default settings.
+pub const DEFAULT_METHODS: &str = "vml-map,vml-map-pre,dps,ddrm,pigdm,classical";
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Folder of clean photos (any format the filter reads); each is centre-cropped to --size
+    /// (photos smaller than that are skipped).
+    #[arg(long, required_unless_present = "overhead")]
+    pub images: Option<PathBuf>,
+    /// Output folder: results.csv, results.json, summary.md, images/ and grids/.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Side of the square crops, a multiple of 32.
+    #[arg(long, default_value_t = 256)]
+    pub size: i64,
+    /// Degradations: sr:S, sr-bicubic:S, gauss:SIGMA, uniform:SIZE, motion:LEN:ANGLE,
+    /// box[:SIDE] (default side: half the crop), random:FRACTION, half, colorize, denoise:SIGMA.
+    #[arg(long, value_delimiter = ',', default_value = DEFAULT_TASKS)]
+    pub tasks: Vec<String>,
+    /// Measurement noise levels σ_y (on the [-1, 1] scale). Denoising runs once, at the
+    /// first, since it brings its own noise.
+    #[arg(long = "sigma-y", value_delimiter = ',', default_value = "0,0.01,0.05")]
+    pub sigma_y: Vec<f64>,
+    /// Methods, each optionally with its steps (and VML-MAP iterations): `vml-map:50x3`,
+    /// `dps:250`. Several specs of one method make a quality–cost sweep.
+    #[arg(long, value_delimiter = ',', default_value = DEFAULT_METHODS)]
+    pub methods: Vec<String>,
+    /// Model name or checkpoint path (default: the shipped default model).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// fp32, fp16 or bf16 (half precisions on CUDA).
+    #[arg(long, default_value = "fp32")]
+    pub precision: String,
+    /// Seed of the measurements' noise, the masks and the solvers.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Use at most this many photos (sorted by name).
+    #[arg(long)]
+    pub max_images: Option<usize>,
+    /// Keep the rows already in <out>/results.csv and run only the missing ones.
+    #[arg(long)]
+    pub resume: bool,
+    /// LibTorch intra-op threads (default: LibTorch's choice).
+    #[arg(long)]
+    pub threads: Option<i32>,
+    /// Measure the engine's and the binary's overhead over the bare network instead.
+    #[arg(long)]
+    pub overhead: bool,
+    /// With --overhead: thread counts whose forward+VJP time is compared.
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    pub thread_counts: Vec<i32>,
+    /// With --overhead: repetitions of each timing (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    pub repeats: usize,
+}
+
+/// A degradation of the benchmark: its label (file names, tables) and how to build it.
+#[derive(Clone, Debug)]
+pub struct TaskSpec {
+    pub label: String,
+    pub task: Task,
+    /// Inpainting masks, built for the crop size.
+    mask: Option<MaskSpec>,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum MaskSpec {
+    Box(Option<i64>),
+    Random(f64),
+    Half,
+}
+
+fn parse_number<T: std::str::FromStr>(s: &str, what: &str) -> Result<T> {
+    s.parse()
+        .map_err(|_| Error::Usage(format!("bad {what} '{s}' in --tasks")))
+}
+
+impl TaskSpec {
+    pub fn parse(spec: &str) -> Result<Self> {
+        let parts: Vec<&str> = spec.split(':').collect();
+        let arg = |i: usize, what: &str| -> Result<&str> {
+            parts
+                .get(i)
+                .copied()
+                .ok_or_else(|| Error::Usage(format!("task '{spec}' needs a {what}")))
+        };
+        let (task, mask) = match parts[0] {
+            "sr" | "sr-bicubic" => {
+                let scale = parse_number(arg(1, "scale")?, "scale")?;
+                let downsample = if parts[0] == "sr" {
+                    SrKind::Avgpool
+                } else {
+                    SrKind::Bicubic
+                };
+                (Task::Sr { scale, downsample }, None)
+            }
+            "gauss" => (
+                Task::Deblur(Blur::Gaussian {
+                    sigma: parse_number(arg(1, "sigma")?, "sigma")?,
+                }),
+                None,
+            ),
+            "uniform" => (
+                Task::Deblur(Blur::Uniform {
+                    size: parse_number(arg(1, "size")?, "size")?,
+                }),
+                None,
+            ),
+            "motion" => (
+                Task::Deblur(Blur::Motion {
+                    length: parse_number(arg(1, "length")?, "length")?,
+                    angle: parse_number(arg(2, "angle")?, "angle")?,
+                }),
+                None,
+            ),
+            "box" => {
+                let side = parts
+                    .get(1)
+                    .map(|s| parse_number(s, "box side"))
+                    .transpose()?;
+                (Task::Inpaint, Some(MaskSpec::Box(side)))
+            }
+            "random" => (
+                Task::Inpaint,
+                Some(MaskSpec::Random(parse_number(
+                    arg(1, "fraction")?,
+                    "fraction",
+                )?)),
+            ),
+            "half" => (Task::Inpaint, Some(MaskSpec::Half)),
+            "colorize" => (Task::Colorize, None),
+            "denoise" => (
+                Task::Denoise {
+                    sigma: parse_number(arg(1, "sigma")?, "sigma")?,
+                },
+                None,
+            ),
+            other => {
+                return Err(Error::Usage(format!(
+                    "unknown benchmark task '{other}'; known: sr, sr-bicubic, gauss, uniform, motion, box, random, half, colorize, denoise"
+                )))
+            }
+        };
+        Ok(Self {
+            label: spec.replace(':', "-"),
+            task,
+            mask,
+        })
+    }
+
+    /// The mask `(S, S)` (1 = unknown) for inpainting tasks.
+    fn mask(&self, size: i64, seed: u64) -> Result<Option<Tensor>> {
+        let m = match self.mask {
+            None => return Ok(None),
+            Some(MaskSpec::Box(side)) => inpaint::box_mask(size, size, side.unwrap_or(size / 2)),
+            Some(MaskSpec::Random(f)) => inpaint::random_mask(size, size, f, seed),
+            Some(MaskSpec::Half) => inpaint::half_mask(size, size),
+        };
+        Ok(Some(m?))
+    }
+
+    fn is_denoise(&self) -> bool {
+        matches!(self.task, Task::Denoise { .. })
+    }
+}
+
+/// A method with optional steps, iterations and settings: `vml-map:50x3`, `dps:1000`,
+/// `vml-map:20x3/sigma_max=10/init=noise` (any `SolverOptions` field), `classical`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MethodSpec {
+    pub label: String,
+    pub method: String,
+    pub options: SolverOptions,
+}
+
+impl MethodSpec {
+    pub fn parse(spec: &str) -> Result<Self> {
+        let mut parts = spec.split('/');
+        let head = parts.next().unwrap_or_default();
+        let (method, budget) = match head.split_once(':') {
+            Some((m, b)) => (m, Some(b)),
+            None => (head, None),
+        };
+        if !solvers::METHODS.contains(&method) {
+            return Err(Error::Usage(format!(
+                "unknown method '{method}' in --methods; known: {}",
+                solvers::METHODS.join(", ")
+            )));
+        }
+        let mut fields = serde_json::Map::new();
+        if let Some(b) = budget {
+            let bad = || Error::Usage(format!("bad budget in '{spec}': use STEPS or STEPSxITERS"));
+            let (steps, iters) = match b.split_once('x') {
+                Some((s, k)) => (s, Some(k)),
+                None => (b, None),
+            };
+            let steps: usize = steps.parse().map_err(|_| bad())?;
+            fields.insert("steps".into(), steps.into());
+            if let Some(k) = iters {
+                let k: usize = k.parse().map_err(|_| bad())?;
+                fields.insert("iters".into(), k.into());
+            }
+        }
+        for setting in parts {
+            let (k, v) = setting.split_once('=').ok_or_else(|| {
+                Error::Usage(format!(
+                    "bad setting '{setting}' in '{spec}': use NAME=VALUE"
+                ))
+            })?;
+            // Numbers and booleans as JSON, anything else (renoise=deterministic) as a string.
+            let value = serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::from(v));
+            let k = k.replace('-', "_");
+            // SolverOptions ignores unknown fields (the protocol must); a typo here must not.
+            if serde_json::to_value(SolverOptions::default())
+                .ok()
+                .and_then(|d| d.get(&k).cloned())
+                .is_none()
+            {
+                return Err(Error::Usage(format!("unknown setting '{k}' in '{spec}'")));
+            }
+            fields.insert(k, value);
+        }
+        let options: SolverOptions = serde_json::from_value(serde_json::Value::Object(fields))
+            .map_err(|e| Error::Usage(format!("bad settings in '{spec}': {e}")))?;
+        // Fail now, not after an hour of other methods.
+        solvers::build(method, &options)?;
+        Ok(Self {
+            label: spec.to_string(),
+            method: method.to_string(),
+            options,
+        })
+    }
+}
+
+/// `vml-filter bench`.
+pub fn run(args: &BenchArgs) -> Result<()> {
+    if args.size <= 0 || args.size % 32 != 0 {
+        return Err(Error::Usage(format!(
+            "--size must be a positive multiple of 32, got {}",
+            args.size
+        )));
+    }
+    if let Some(t) = args.threads {
+        if t < 1 {
+            return Err(Error::Usage("--threads must be at least 1".into()));
+        }
+        tch::set_num_threads(t);
+    }
+    signals::install();
+    std::fs::create_dir_all(&args.out)?;
+    let device = parse_device(&args.device)?;
+    let precision = Precision::parse(&args.precision).ok_or_else(|| {
+        Error::Usage(format!(
+            "bad precision '{}': fp32, fp16 or bf16",
+            args.precision
+        ))
+    })?;
+    if args.overhead {
+        return overhead::run(args, device, precision);
+    }
+    let tasks = args
+        .tasks
+        .iter()
+        .map(|s| TaskSpec::parse(s))
+        .collect::<Result<Vec<_>>>()?;
+    let methods = args
+        .methods
+        .iter()
+        .map(|s| MethodSpec::parse(s))
+        .collect::<Result<Vec<_>>>()?;
+    if let Some(s) = args.sigma_y.iter().find(|s| !(s.is_finite() && **s >= 0.0)) {
+        return Err(Error::Usage(format!("σ_y must be ≥ 0, got {s}")));
+    }
+    let folder = args
+        .images
+        .as_deref()
+        .ok_or_else(|| Error::Usage("--images is required".into()))?;
+    let photos = load_photos(folder, args.size, args.max_images)?;
+    let network_needed = methods
+        .iter()
+        .any(|m| !crate::pipeline::NETWORK_FREE_METHODS.contains(&m.method.as_str()));
+    let denoiser: Box<dyn Denoiser> = if network_needed {
+        let spec = args
+            .model
+            .as_deref()
+            .unwrap_or(crate::pipeline::DEFAULT_MODEL);
+        Box::new(EpsDenoiser::new(registry::open(
+            spec, None, device, precision,
+        )?))
+    } else {
+        Box::new(crate::pipeline::NoNetwork)
+    };
+
+    let csv = args.out.join("results.csv");
+    let mut rows = if args.resume {
+        report::read_csv(&csv)?
+    } else {
+        Vec::new()
+    };
+    report::write_csv(&csv, &rows)?;
+    let images_dir = args.out.join("images");
+    std::fs::create_dir_all(&images_dir)?;
+
+    let total = photos.len() * tasks.len() * args.sigma_y.len().max(1) * methods.len();
+    let mut done = 0usize;
+    'all: for (pi, (name, x)) in photos.iter().enumerate() {
+        for (ti, task) in tasks.iter().enumerate() {
+            let levels: &[f64] = if task.is_denoise() {
+                &args.sigma_y[..1.min(args.sigma_y.len())]
+            } else {
+                &args.sigma_y
+            };
+            let levels = if levels.is_empty() {
+                &[0.0][..]
+            } else {
+                levels
+            };
+            for (si, &sigma_y) in levels.iter().enumerate() {
+                let meas_seed = args
+                    .seed
+                    .wrapping_add(1_000_003 * pi as u64 + 1009 * ti as u64 + si as u64);
+                let mask = task.mask(args.size, meas_seed)?;
+                let op = operators::build(&task.task, [3, args.size, args.size], mask.as_ref())?;
+                let x = x.to_device(device);
+                let y = operators::degrade(&x, op.as_ref(), sigma_y, meas_seed);
+                let key = report::Key::new(name, &task.label, sigma_y);
+                save_image(&images_dir.join(key.file_name("clean")), &x)?;
+                save_image(
+                    &images_dir.join(key.file_name("measurement")),
+                    &show_measurement(&y, args.size),
+                )?;
+                let problem = Problem {
+                    op: op.as_ref(),
+                    y,
+                    sigma_y: operators::measurement_sigma(op.as_ref(), sigma_y),
+                };
+                for m in &methods {
+                    done += 1;
+                    if rows.iter().any(|r| r.key == key && r.method == m.label) {
+                        continue;
+                    }
+                    match run_one(&problem, &x, m, denoiser.as_ref(), args.seed, device)? {
+                        None => break 'all,
+                        Some((row_data, xhat)) => {
+                            let row = Row {
+                                key: key.clone(),
+                                method: m.label.clone(),
+                                ..row_data
+                            };
+                            if let Some(xhat) = xhat {
+                                save_image(&images_dir.join(key.file_name(&m.label)), &xhat)?;
+                            }
+                            eprintln!("{}", report::progress_line(&row, done, total));
+                            report::append_csv(&csv, &row)?;
+                            rows.push(row);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let interrupted = signals::interrupted();
+    report::write_all(
+        &args.out,
+        &rows,
+        &tasks,
+        &methods,
+        &describe_run(args, device),
+    )?;
+    if interrupted {
+        return Err(Error::Interrupted);
+    }
+    Ok(())
+}
+
+/// One restoration, timed and scored. `Ok(None)`: interrupted. A method that cannot run
+/// on this operator (no SVD) gives a row with status `n/a` and no picture.
+fn run_one(
+    problem: &Problem,
+    x: &Tensor,
+    m: &MethodSpec,
+    denoiser: &dyn Denoiser,
+    seed: u64,
+    device: Device,
+) -> Result<Option<(Row, Option<Tensor>)>> {
+    let solver = solvers::build(&m.method, &m.options)?;
+    let mut last = Progress {
+        step: 0,
+        steps: 0,
+        forwards: 0,
+        vjps: 0,
+    };
+    reset_peak_rss();
+    sync(device);
+    let start = Instant::now();
+    let result = solver.solve(denoiser, problem, seed, &mut |p| {
+        last = p;
+        if signals::interrupted() {
+            Control::Stop
+        } else {
+            Control::Continue
+        }
+    });
+    sync(device);
+    let wall_s = start.elapsed().as_secs_f64();
+    let xhat = match result {
+        Ok(Some(xhat)) => xhat.clamp(-1.0, 1.0),
+        Ok(None) => return Ok(None),
+        Err(e @ (Error::Usage(_) | Error::Input(_))) => {
+            log::info!("{}: {e}", m.label);
+            return Ok(Some((Row::not_applicable(&m.method, &e.to_string()), None)));
+        }
+        Err(e) => return Err(e),
+    };
+    let to01 = |t: &Tensor| ((t.to_kind(Kind::Float) + 1.0) * 0.5).to_device(Device::Cpu);
+    let residual = &problem.y - problem.op.forward(&xhat.to_kind(problem.y.kind()));
+    let row = Row {
+        method_name: m.method.clone(),
+        status: "ok".into(),
+        psnr: psnr(&to01(&xhat), &to01(x)),
+        ssim: ssim(&to01(&xhat), &to01(x)),
+        consistency: residual
+            .square()
+            .mean(Kind::Double)
+            .double_value(&[])
+            .sqrt(),
+        steps: last.steps,
+        forwards: last.forwards,
+        vjps: last.vjps,
+        wall_s,
+        peak_rss_mb: peak_rss_mb(),
+        ..Row::default()
+    };
+    Ok(Some((row, Some(xhat))))
+}
+
+/// Waits for queued CUDA work so that timings cover it.
+pub(crate) fn sync(device: Device) {
+    if let Device::Cuda(i) = device {
+        tch::Cuda::synchronize(i as i64);
+    }
+}
+
+/// Resets the kernel's peak-RSS mark of this process (Linux; elsewhere nothing happens and
+/// the peak is the process's peak so far).
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Peak resident memory since the last reset, in MiB (`VmHWM`), if the system reports it.
+pub(crate) fn peak_rss_mb() -> Option<f64> {
+    proc_status_kib("VmHWM").map(|k| k as f64 / 1024.0)
+}
+
+/// A `kB` field of /proc/self/status.
+pub(crate) fn proc_status_kib(field: &str) -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    s.lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// The photos of `folder`, sorted by name, centre-cropped to `size`² and scaled to
+/// [-1, 1] as `(1, 3, S, S)`; files that are not images or are too small are skipped with
+/// a note on stderr.
+fn load_photos(folder: &Path, size: i64, max: Option<usize>) -> Result<Vec<(String, Tensor)>> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(folder)
+        .map_err(|e| Error::Input(format!("cannot read --images '{}': {e}", folder.display())))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    paths.sort();
+    let limits = crate::io::Limits::default();
+    let mut photos = Vec::new();
+    for p in paths {
+        if max.is_some_and(|m| photos.len() >= m) {
+            break;
+        }
+        let bytes = crate::io::read_file(&p, limits.max_bytes, "benchmark photo")?;
+        let pic = match crate::io::decode(&bytes, &limits, "benchmark photo") {
+            Ok(d) => d.picture,
+            Err(e) => {
+                eprintln!("skipping {}: {e}", p.display());
+                continue;
+            }
+        };
+        let (w, h) = (pic.width as i64, pic.height as i64);
+        if w < size || h < size {
+            eprintln!("skipping {}: smaller than {size}×{size}", p.display());
+            continue;
+        }
+        let t = Tensor::from_slice(&pic.color).view([1, pic.channels as i64, h, w]) * 2.0 - 1.0;
+        let t = if pic.channels == 1 {
+            t.repeat([1, 3, 1, 1])
+        } else {
+            t
+        };
+        let t = t
+            .narrow(2, (h - size) / 2, size)
+            .narrow(3, (w - size) / 2, size)
+            .contiguous();
+        let name = p
+            .file_stem()
+            .map(|s| s.to_string_lossy().replace([',', ' '], "_"))
+            .unwrap_or_default();
+        photos.push((name, t));
+    }
+    if photos.is_empty() {
+        return Err(Error::Input(format!(
+            "no photo of at least {size}×{size} in '{}'",
+            folder.display()
+        )));
+    }
+    Ok(photos)
+}
+
+/// The measurement as a picture of the crop's size: small images (super-resolution) are
+/// enlarged by pixel repetition, one channel (colorization) is shown gray.
+fn show_measurement(y: &Tensor, size: i64) -> Tensor {
+    let y = y.clamp(-1.0, 1.0);
+    let y = if y.size()[1] == 1 {
+        y.repeat([1, 3, 1, 1])
+    } else {
+        y
+    };
+    let s = size / y.size()[2];
+    if s > 1 {
+        y.repeat_interleave_self_int(s, 2, None)
+            .repeat_interleave_self_int(s, 3, None)
+    } else {
+        y
+    }
+}
+
+/// Writes `(1, 3, H, W)` in [-1, 1] as an 8-bit PNG.
+fn save_image(path: &Path, t: &Tensor) -> Result<()> {
+    let t = ((t
+        .to_device(Device::Cpu)
+        .to_kind(Kind::Float)
+        .clamp(-1.0, 1.0)
+        + 1.0)
+        * 127.5)
+        .round()
+        .to_kind(Kind::Uint8)
+        .squeeze_dim(0)
+        .permute([1, 2, 0])
+        .contiguous();
+    let size = t.size();
+    let data = Vec::<u8>::try_from(t.view([-1]))?;
+    let img = image::RgbImage::from_raw(size[1] as u32, size[0] as u32, data)
+        .ok_or_else(|| Error::Input("picture buffer has the wrong size".into()))?;
+    img.save(path)
+        .map_err(|e| Error::Io(std::io::Error::other(format!("{}: {e}", path.display()))))
+}
+
+fn describe_run(args: &BenchArgs, device: Device) -> serde_json::Value {
+    serde_json::json!({
+        "command": std::env::args().collect::<Vec<_>>().join(" "),
+        "version": env!("CARGO_PKG_VERSION"),
+        "device": format!("{device:?}").to_lowercase(),
+        "threads": tch::get_num_threads(),
+        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "model": args.model.clone().unwrap_or_else(|| crate::pipeline::DEFAULT_MODEL.into()),
+        "precision": args.precision,
+        "size": args.size,
+        "seed": args.seed,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_parse() {
+        let t = TaskSpec::parse("sr-bicubic:4").unwrap();
+        assert_eq!(
+            t.task,
+            Task::Sr {
+                scale: 4,
+                downsample: SrKind::Bicubic
+            }
+        );
+        assert_eq!(t.label, "sr-bicubic-4");
+        assert!(TaskSpec::parse("box")
+            .unwrap()
+            .mask(64, 0)
+            .unwrap()
+            .is_some());
+        assert!(TaskSpec::parse("gauss").is_err());
+        assert!(TaskSpec::parse("zoom:2").is_err());
+        let m = MethodSpec::parse("vml-map:20x2").unwrap();
+        assert_eq!((m.options.steps, m.options.iters), (Some(20), Some(2)));
+        assert_eq!(
+            MethodSpec::parse("dps:100").unwrap().options.steps,
+            Some(100)
+        );
+        assert!(MethodSpec::parse("dps:x").is_err());
+        assert!(MethodSpec::parse("magic").is_err());
+        let m = MethodSpec::parse("vml-map:20x3/sigma_max=10/renoise=deterministic").unwrap();
+        assert_eq!(m.options.sigma_max, Some(10.0));
+        assert_eq!(m.options.renoise, Some(solvers::Renoise::Deterministic));
+        assert!(MethodSpec::parse("vml-map/no_such_setting=1").is_err());
+    }
+}
