@@ -606,7 +606,10 @@ fn read_mask(path: Option<&Path>, limits: &Limits) -> Result<Option<io::Picture>
 fn run_restore(args: &RestoreArgs, common: &CommonArgs, limits: &Limits) -> Result<i32> {
     let task = args.task.task()?;
     let mut input = open_input(args.io.input.as_deref())?;
-    let first = input.fill_buf()?.first().copied();
+    let first = {
+        let _wait = signals::InputWait::begin()?;
+        input.fill_buf()?.first().copied()
+    };
     if first == Some(b'{') {
         if args
             .io
@@ -639,7 +642,10 @@ fn run_restore(args: &RestoreArgs, common: &CommonArgs, limits: &Limits) -> Resu
         )
     })?;
     check_output_target(args.io.output.as_deref())?;
-    let bytes = io::read_bounded(&mut input, limits.max_bytes, "input")?;
+    let bytes = {
+        let _wait = signals::InputWait::begin()?;
+        io::read_bounded(&mut input, limits.max_bytes, "input")?
+    };
     drop(input);
     let decoded = io::decode(&bytes, limits, "input image")?;
     let mask = read_mask(args.io.mask.as_deref(), limits)?;

@@ -39,6 +39,9 @@ pub fn serve(
                 log::info!("end of input after {served} requests");
                 return Ok(0);
             }
+            // A signal that came while the answer was computed or written stops the server
+            // now, rather than after the client's next request.
+            Turn::Answered if signals::interrupted() => return Err(Error::Interrupted),
             Turn::Answered => served += 1,
             Turn::Failed { error, in_step } => {
                 served += 1;
@@ -79,44 +82,17 @@ fn turn(
     models: &mut ModelCache,
     reporter: &mut Reporter,
 ) -> Result<Turn> {
-    let line = match protocol::read_header_line(input) {
+    // Blocked on the client: a signal ends the process at once (nothing to clean up).
+    let wait = signals::InputWait::begin()?;
+    let read = read_request(input, limits);
+    drop(wait);
+    let (req, image, mask) = match read {
         Ok(None) => return Ok(Turn::EndOfStream),
-        Ok(Some(l)) => l,
-        Err(e) => return fail(output, e, false),
-    };
-    let req = match protocol::parse_header(&line).map_err(|e| *e) {
-        Ok(r) => r,
-        Err(HeaderError {
-            error,
-            framing: Some(f),
-        }) => {
-            let skipped = protocol::skip(input, f.image_bytes, "image")
-                .and_then(|()| protocol::skip(input, f.mask_bytes, "mask"));
-            return fail(output, error, skipped.is_ok());
+        Ok(Some(r)) => r,
+        Err(failed) => {
+            let (error, in_step) = *failed;
+            return fail(output, error, in_step);
         }
-        Err(HeaderError {
-            error,
-            framing: None,
-        }) => return fail(output, error, false),
-    };
-    let mask_bytes = req.mask.as_ref().map_or(0, |m| m.bytes);
-    let image = match protocol::read_payload(input, req.image.bytes, limits.max_bytes, "image") {
-        Ok(b) => b,
-        Err(e) => {
-            let in_step =
-                !protocol::is_truncation(&e) && protocol::skip(input, mask_bytes, "mask").is_ok();
-            return fail(output, e, in_step);
-        }
-    };
-    let mask = match &req.mask {
-        Some(m) => match protocol::read_payload(input, m.bytes, limits.max_bytes, "mask") {
-            Ok(b) => Some(b),
-            Err(e) => {
-                let in_step = !protocol::is_truncation(&e);
-                return fail(output, e, in_step);
-            }
-        },
-        None => None,
     };
     match handle(
         &req,
@@ -133,6 +109,54 @@ fn turn(
         }
         Err(e) => fail(output, e, true),
     }
+}
+
+/// A request and its payloads; `Ok(None)` at a clean end of stream; on failure, the error
+/// and whether the stream is still in step (the next header can be found).
+type ReadRequest =
+    std::result::Result<Option<(Request, Vec<u8>, Option<Vec<u8>>)>, Box<(Error, bool)>>;
+
+fn read_request(input: &mut dyn BufRead, limits: &Limits) -> ReadRequest {
+    let line = match protocol::read_header_line(input) {
+        Ok(None) => return Ok(None),
+        Ok(Some(l)) => l,
+        Err(e) => return Err(Box::new((e, false))),
+    };
+    let req = match protocol::parse_header(&line).map_err(|e| *e) {
+        Ok(r) => r,
+        Err(HeaderError {
+            error,
+            framing: Some(f),
+        }) => {
+            let skipped = protocol::skip(input, f.image_bytes, "image")
+                .and_then(|()| protocol::skip(input, f.mask_bytes, "mask"));
+            return Err(Box::new((error, skipped.is_ok())));
+        }
+        Err(HeaderError {
+            error,
+            framing: None,
+        }) => return Err(Box::new((error, false))),
+    };
+    let mask_bytes = req.mask.as_ref().map_or(0, |m| m.bytes);
+    let image = match protocol::read_payload(input, req.image.bytes, limits.max_bytes, "image") {
+        Ok(b) => b,
+        Err(e) => {
+            let in_step =
+                !protocol::is_truncation(&e) && protocol::skip(input, mask_bytes, "mask").is_ok();
+            return Err(Box::new((e, in_step)));
+        }
+    };
+    let mask = match &req.mask {
+        Some(m) => match protocol::read_payload(input, m.bytes, limits.max_bytes, "mask") {
+            Ok(b) => Some(b),
+            Err(e) => {
+                let in_step = !protocol::is_truncation(&e);
+                return Err(Box::new((e, in_step)));
+            }
+        },
+        None => None,
+    };
+    Ok(Some((req, image, mask)))
 }
 
 fn fail(output: &mut dyn Write, error: Error, in_step: bool) -> Result<Turn> {

@@ -267,7 +267,9 @@ pub fn read_payload(r: &mut dyn Read, n: u64, max: u64, what: &str) -> Result<Ve
             "{what} payload of {n} bytes is larger than the limit {max} (raise with --max-bytes)"
         )));
     }
-    let mut buf = Vec::with_capacity(n as usize);
+    // Reserve no more than a modest amount up front: the header's count is a claim, and a
+    // failed allocation aborts rather than returning an error.
+    let mut buf = Vec::with_capacity(n.min(16 << 20) as usize);
     r.take(n).read_to_end(&mut buf)?;
     if (buf.len() as u64) < n {
         return Err(truncated(what, n, buf.len() as u64));
