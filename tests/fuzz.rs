@@ -837,6 +837,9 @@ fn fuzz_protocol_framing() {
         device: "cpu".into(),
         ..Settings::default()
     };
+    // One LibTorch thread, as the binary runs get through OMP_NUM_THREADS=1: the restores
+    // here are tiny, and a thread pool spinning on a loaded machine made them 50× slower.
+    tch::set_num_threads(1);
     let mut findings = Findings::new("protocol");
     // Every seed stream is answered, all requests successfully.
     for (name, bytes) in &seeds {
