@@ -1,6 +1,7 @@
 //! Deterministic, bounded mutation fuzzing of the code that reads hostile bytes: the image
-//! and mask decoder behind the input limits (`io::decode`), and the protocol's header
-//! parser and framing (`protocol::*`, and `serve::serve` over whole mutated streams).
+//! and mask decoder behind the input limits (`io::decode`), the protocol's header parser
+//! and framing (`protocol::*`, and `serve::serve` over whole mutated streams), and the
+//! `--deblur` spec and kernel-file parser; plus a few whole-binary runs.
 //!
 //! A plain integration test, no fuzzing tool needed: a seeded PRNG (splitmix64) mutates the
 //! committed seed corpus in `tests/fuzz-corpus/` (made by its `make-corpus.sh`) with bit
@@ -965,4 +966,78 @@ fn binary_on_mutated_inputs() {
         "binary: {} runs on mutated inputs, exit codes {codes:?}",
         codes.len()
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Target 3: the small parsers of user text: `--deblur` specs and kernel files, sizes.
+
+#[test]
+fn fuzz_deblur_specs_and_kernel_files() {
+    let kernels: Vec<Vec<u8>> = corpus(&["kernel-"])
+        .into_iter()
+        .map(|(_, b)| b)
+        .chain(
+            [
+                "gaussian:1.5",
+                "uniform:3",
+                "box:5",
+                "motion:5:30",
+                "motion:9:-45.5",
+                "512M",
+                "8GiB",
+                "64K",
+            ]
+            .iter()
+            .map(|s| s.as_bytes().to_vec()),
+        )
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("k");
+    tch::set_num_threads(1);
+    let mut findings = Findings::new("parsers");
+    let mut rng = seed(4);
+    let execs = budget(3000);
+    let mut built = 0usize;
+    for k in 0..execs {
+        let input = mutate(&mut rng, &kernels[k % kernels.len()], &kernels);
+        let as_file = io::sniff(&input).is_some() || input.contains(&b'\n');
+        findings.exec(&input, || {
+            let spec = if as_file {
+                std::fs::write(&file, &input).unwrap();
+                format!("kernel:{}", file.display())
+            } else {
+                String::from_utf8_lossy(&input).into_owned()
+            };
+            let _ = io::parse_size(&spec);
+            let _ = Format::from_name(&spec);
+            let blur = match vml::cli::parse_deblur(&spec) {
+                Ok(b) => b,
+                Err(vml::Error::Usage(_) | vml::Error::Input(_)) => return Ok(()),
+                Err(e) => return Err(format!("unexpected error kind: {e:?}")),
+            };
+            if let vml::task::Blur::Custom {
+                width,
+                height,
+                weights,
+            } = &blur
+            {
+                if *width > 255 || *height > 255 || weights.len() != (*width * *height) as usize {
+                    return Err(format!(
+                        "kernel {width}×{height} with {} weights",
+                        weights.len()
+                    ));
+                }
+                if weights.iter().any(|w| !w.is_finite() || *w < 0.0) {
+                    return Err("kernel weight not finite or negative".into());
+                }
+            }
+            // The operator is built on a small image: refusals are errors, not panics.
+            if vml::operators::build(&vml::task::Task::Deblur(blur), [3, 24, 24], None).is_ok() {
+                built += 1;
+            }
+            Ok(())
+        });
+    }
+    println!("fuzz parsers: {built} of {execs} mutated specs built an operator");
+    findings.assert_none(execs);
 }

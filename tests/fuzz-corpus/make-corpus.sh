@@ -66,3 +66,10 @@ req '{"vml":1,"task":{"kind":"colorize"},"image":{"bytes":IMG},"options":{"seed"
   req '{"vml":1,"task":{"kind":"inpaint"},"image":{"bytes":IMG},"mask":{"bytes":MASK}}' img-24.bmp mask-box.pgm
 } > proto-three.bin
 ls -l img-* mask-* proto-* | awk '{s+=$5} END {print NR " files, " s " bytes"}'
+
+# Blur kernels for `--deblur kernel:FILE`: text (rows of numbers, comments, commas) and an image.
+printf '# a 3x3 kernel\n1 2 1\n2 4 2\n1 2 1\n' > kernel-3x3.txt
+printf '0, 0.1, 0\n0.1, 0.6, 0.1 # centre\n0, 0.1, 0\n\n' > kernel-commas.txt
+printf '1e-3 2.5E-1 0\n0 1 0\n' > kernel-exponents.txt
+printf '1\n' > kernel-single.txt
+convert -size 5x5 xc:black -fill white -draw "line 0,0 4,4" -strip -colorspace gray kernel-line.pgm
