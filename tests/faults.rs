@@ -408,3 +408,26 @@ fn model_file_that_disappears_between_serve_requests() {
         "files appeared in the model folder"
     );
 }
+
+#[test]
+fn failed_rename_leaves_no_temporary_file() {
+    // The destination is a folder: everything is written, then the rename fails.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.png");
+    std::fs::create_dir(&out).unwrap();
+    let r = run(
+        &[
+            "--sr",
+            "2",
+            "--method",
+            "classical",
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        &png(&rgb(16, 16)),
+    );
+    assert_eq!(r.code, 1, "{}", r.context());
+    assert!(r.stderr.contains("renaming onto"), "{}", r.stderr);
+    assert_eq!(listing(dir.path()), vec!["out.png"]);
+    assert!(listing(&out).is_empty());
+}
