@@ -32,7 +32,7 @@ impl Key {
             self.image,
             self.task,
             self.sigma_y,
-            what.replace(':', "-")
+            what.replace(|c: char| !(c.is_ascii_alphanumeric() || "-._=".contains(c)), "-")
         )
     }
 }

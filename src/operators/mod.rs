@@ -142,6 +142,34 @@ pub fn degrade(x: &Tensor, op: &dyn Operator, sigma_y: f64, seed: u64) -> Tensor
     y + project_measurement(op, &n) * sigma
 }
 
+/// `H⁺ y` damped for measurement noise of standard deviation `sigma`:
+/// `V diag(s / (s² + σ²)) Uᵀ y` with σ at least the 8-bit rounding of a stored image.
+/// Where to start an iterative solver: a blur's near-zero singular values turn the exact
+/// `H⁺` of a noisy or rounded measurement into noise of huge amplitude, while singular
+/// values well above σ (inpainting, SR, colorization) are inverted as by `H⁺`. Operators
+/// without an SVD use `H⁺`.
+pub fn damped_pinv(op: &dyn Operator, y: &Tensor, sigma: f64) -> Tensor {
+    let Some(svd) = op.svd() else {
+        return op.pinv(y);
+    };
+    let q = crate::solvers::classical::QUANTISATION_STD;
+    let sigma = if sigma.is_finite() { sigma.max(q) } else { q };
+    let n = y.size()[0];
+    let [c, h, w] = op.x_shape();
+    let d = c * h * w;
+    let s = svd
+        .singular_values()
+        .to_kind(y.kind())
+        .to_device(y.device())
+        .flatten(0, -1);
+    let m = s.size()[0].min(d);
+    let s = s.narrow(0, 0, m);
+    let gain = &s / (s.square() + sigma * sigma);
+    let coef = svd.ut(y).reshape([n, -1]).narrow(1, 0, m) * gain;
+    let coef = Tensor::cat(&[coef, Tensor::zeros([n, d - m], (y.kind(), y.device()))], 1);
+    svd.v(&coef).reshape([n, c, h, w])
+}
+
 /// Standard deviation of the noise in a measurement made with `op` and extra noise σ_y:
 /// `√(σ² + σ_y²)` for denoising with task σ (independent noises add in variance), σ_y for
 /// every other operator. What `degrade` adds, and the σ_y a solver should be given.

@@ -291,7 +291,8 @@ pub fn restore_with(
             let problem = Problem {
                 op: op.as_ref(),
                 y,
-                sigma_y: operators::measurement_sigma(op.as_ref(), settings.sigma_y),
+                sigma_y: operators::measurement_sigma(op.as_ref(), settings.sigma_y)
+                    .max(rounding_std(image)),
             };
             let mut last: Option<Progress> = None;
             let mut on_step = |p: Progress| {
@@ -466,6 +467,14 @@ fn sr_scale(task: &Task) -> i64 {
         Task::Sr { scale, .. } => i64::from(*scale),
         _ => 1,
     }
+}
+
+/// Standard deviation of the rounding of a stored image on the [-1, 1] scale: a picture
+/// read from a file is never noiseless, and solvers told σ_y = 0 invert exactly, which turns
+/// a blur's rounding errors into noise of huge amplitude.
+fn rounding_std(image: &Picture) -> f64 {
+    let levels = if image.sixteen_bit { 65535.0 } else { 255.0 };
+    2.0 / levels / 12f64.sqrt()
 }
 
 /// `(1, 3, H, W)` in [-1, 1]; gray is repeated over the three channels the network wants.

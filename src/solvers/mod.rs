@@ -75,8 +75,12 @@ pub enum Renoise {
 pub enum Init {
     /// `x = σ_1 n`.
     Noise,
-    /// `x = H⁺y + σ_1 n`.
+    /// `x = H⁺y + σ_1 n`, the pseudo-inverse damped for the measurement noise
+    /// (`operators::damped_pinv`).
     Pinv,
+    /// `x = x_c + σ_1 n` with `x_c` the classical estimate (bicubic, harmonic fill,
+    /// Wiener; `solvers::classical`).
+    Classical,
 }
 
 /// Settings of the methods; `None` means the method's own default (documented on each

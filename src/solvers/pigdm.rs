@@ -22,6 +22,7 @@ use super::{
     Problem, Progress, Solver, SolverOptions,
 };
 use crate::diffusion::Denoiser;
+use crate::operators;
 use crate::error::{Error, Result};
 use tch::{Kind, Tensor};
 
@@ -115,7 +116,9 @@ impl Solver for Pigdm {
         };
 
         let ab_start = 1.0 / (1.0 + table[ts[0]] * table[ts[0]]);
-        let mut x = tch::no_grad(|| op.pinv(&y)) * ab_start.sqrt()
+        // The start's signal weight √ᾱ is tiny; damping only keeps a noisy blur's H⁺y
+        // from exploding through it.
+        let mut x = tch::no_grad(|| operators::damped_pinv(op, &y, sy)) * ab_start.sqrt()
             + noise.normal(&size, opts) * (1.0 - ab_start).sqrt();
         let mut count = Counter::default();
         for (i, &t) in ts.iter().enumerate() {

@@ -24,6 +24,7 @@ use super::{
     Solver, SolverOptions,
 };
 use crate::diffusion::{karras, Denoiser};
+use crate::operators;
 use crate::error::{Error, Result};
 use tch::{Kind, Tensor};
 
@@ -163,8 +164,13 @@ impl Solver for VmlMap {
         let mut count = Counter::default();
         let sigma1 = sigmas[0];
         let mut x = noise.normal(&size, opts) * sigma1;
-        if self.init == Init::Pinv {
-            x += tch::no_grad(|| op.pinv(&y));
+        let start = tch::no_grad(|| match self.init {
+            Init::Noise => None,
+            Init::Pinv => Some(operators::damped_pinv(op, &y, problem.sigma_y)),
+            Init::Classical => Some(super::classical::restore(op, &y, problem.sigma_y)),
+        });
+        if let Some(start) = start {
+            x += start;
         }
         let mut x0 = x.shallow_clone();
         for (i, &sigma) in sigmas.iter().enumerate() {
