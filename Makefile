@@ -19,7 +19,7 @@ export LIBTORCH_USE_PYTORCH := 1
 export VIRTUAL_ENV := $(VENV)
 export PATH := $(VENV)/bin:$(PATH)
 
-.PHONY: setup build demo test test-rust clippy fmt clean-venv test-shims install-gimp
+.PHONY: setup build demo test test-rust clippy fmt clean-venv test-shims install-gimp bench-plots
 
 setup: $(STAMP)
 
@@ -63,6 +63,12 @@ test-shims: build
 # Installs the GIMP 3 plug-in for the current user, pointed at this checkout's binary.
 install-gimp: build
 	bash plugin/install.sh --filter $(CURDIR)/$(BIN)
+
+# Quality–cost plots of a `vml-filter bench` run (docs/benchmarks.md):
+#   make bench-plots RUN=/path/to/run PREFIX=docs/img/bench
+bench-plots: setup
+	$(VENV)/bin/pip install -q matplotlib
+	$(VENV)/bin/python benches/plot_bench.py $(RUN) $(PREFIX)
 
 clippy: setup
 	cargo clippy $(CARGO_FLAGS) --all-targets --locked -- -D warnings

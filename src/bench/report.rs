@@ -32,7 +32,10 @@ impl Key {
             self.image,
             self.task,
             self.sigma_y,
-            what.replace(|c: char| !(c.is_ascii_alphanumeric() || "-._=".contains(c)), "-")
+            what.replace(
+                |c: char| !(c.is_ascii_alphanumeric() || "-._=".contains(c)),
+                "-"
+            )
         )
     }
 }

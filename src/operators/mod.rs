@@ -166,7 +166,10 @@ pub fn damped_pinv(op: &dyn Operator, y: &Tensor, sigma: f64) -> Tensor {
     let s = s.narrow(0, 0, m);
     let gain = &s / (s.square() + sigma * sigma);
     let coef = svd.ut(y).reshape([n, -1]).narrow(1, 0, m) * gain;
-    let coef = Tensor::cat(&[coef, Tensor::zeros([n, d - m], (y.kind(), y.device()))], 1);
+    let coef = Tensor::cat(
+        &[coef, Tensor::zeros([n, d - m], (y.kind(), y.device()))],
+        1,
+    );
     svd.v(&coef).reshape([n, c, h, w])
 }
 

@@ -93,7 +93,7 @@ pub struct SolverOptions {
     /// Inner iterations K per step (VML-MAP). Default 3.
     pub iters: Option<usize>,
     /// VML-MAP step size γ, relative to the σ_y-aware scale `(1/s_i² + 1/σ_i²)⁻¹`
-    /// (docs/algorithm.md). Default 1.
+    /// (docs/algorithm.md). Default 2 (vml-map), 1 (vml-map-pre).
     pub step_size: Option<f64>,
     /// VML-MAP floor `c` of the effective measurement variance `s_i² = σ_y² + c σ_i²`, which
     /// keeps σ_y = 0 well posed and anneals the data term. Default 0.1; must be > 0 for
@@ -105,7 +105,8 @@ pub struct SolverOptions {
     pub init: Option<Init>,
     /// Smallest σ of the Karras schedule (VML-MAP). Default: the denoiser's σ_min.
     pub sigma_min: Option<f64>,
-    /// Largest σ of the Karras schedule (VML-MAP). Default: the denoiser's σ_max.
+    /// Largest σ of the Karras schedule (VML-MAP). Default: min(10, the denoiser's σ_max)
+    /// for vml-map, the denoiser's σ_max for vml-map-pre.
     pub sigma_max: Option<f64>,
     /// Karras ρ. Default 7.
     pub rho: Option<f64>,

@@ -22,8 +22,8 @@ use super::{
     Problem, Progress, Solver, SolverOptions,
 };
 use crate::diffusion::Denoiser;
-use crate::operators;
 use crate::error::{Error, Result};
+use crate::operators;
 use tch::{Kind, Tensor};
 
 #[derive(Clone, Debug)]
