@@ -77,10 +77,13 @@ fn serve_keeps_the_network_loaded() {
 /// the rounding and VML-MAP started from a damped H⁺y).
 #[test]
 fn deblurring_a_rounded_measurement_does_not_blow_up() {
-    let clean = image::open(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/demo/dandelion.png"))
-        .unwrap()
-        .crop_imm(96, 96, 64, 64)
-        .to_rgb8();
+    let clean = image::open(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/demo/dandelion.png"
+    ))
+    .unwrap()
+    .crop_imm(96, 96, 64, 64)
+    .to_rgb8();
     let clean_png = png(&image::DynamicImage::ImageRgb8(clean.clone()));
     let blurred = run(&["degrade", "--deblur", "gaussian:3"], &clean_png);
     assert_eq!(blurred.code, 0, "{}", blurred.context());
@@ -88,8 +91,18 @@ fn deblurring_a_rounded_measurement_does_not_blow_up() {
     for method in ["vml-map", "pigdm"] {
         let r = run(
             &[
-                "--deblur", "gaussian:3", "--method", method, "--model", "default", "--device",
-                "cpu", "--steps", "10", "--iters", "1",
+                "--deblur",
+                "gaussian:3",
+                "--method",
+                method,
+                "--model",
+                "default",
+                "--device",
+                "cpu",
+                "--steps",
+                "10",
+                "--iters",
+                "1",
             ],
             &blurred.stdout,
         );
