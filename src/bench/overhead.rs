@@ -3,7 +3,7 @@
 //! - the bare network: one forward, and one forward + vector-Jacobian product with respect
 //!   to the input, at each LibTorch thread count asked for;
 //! - the engine: a VML-MAP solve (SR×4) divided by the network evaluations it made, each
-//!   priced at the bare time (target ≤ 1.10);
+//!   priced at the bare time (target ≤ 1.10), and the engine's own denoiser + VJP call;
 //! - the binary: `vml-filter --sr 4` run as a process on the same measurement written as a
 //!   PNG, divided by the engine's solve time for it (target ≤ 1.05). It pays for the process
 //!   start, LibTorch's start, loading the model, decoding and encoding.
@@ -132,12 +132,20 @@ pub fn run(args: &BenchArgs, device: Device, precision: Precision) -> Result<()>
             })
             .map(|_| ())
     })?;
-    let priced = last.vjps as f64 * vjp + last.forwards as f64 * fwd;
+    // `forwards` counts the forward inside each VJP too: price those with the VJP.
+    let plain_forwards = last.forwards.saturating_sub(last.vjps) as f64;
+    let priced = last.vjps as f64 * vjp + plain_forwards * fwd;
     let per_iteration = if last.vjps > 0 {
-        (engine - last.forwards as f64 * fwd) / last.vjps as f64
+        (engine - plain_forwards * fwd) / last.vjps as f64
     } else {
         f64::NAN
     };
+    // The engine's own D(x, σ) + VJP call (VP→VE scaling and the g of VML-MAP included),
+    // to tell the network's cost from the solver's.
+    let xs = (&x * 10.0).shallow_clone();
+    let denoiser_vjp = time(repeats, device, || {
+        solvers::denoise_vjp(&denoiser, &xs, 10.0, |d| d - &xs).map(|_| ())
+    })?;
 
     // 3. The binary, as a user runs it, on the same measurement.
     let input = args.out.join("overhead-input.png");
@@ -206,6 +214,7 @@ pub fn run(args: &BenchArgs, device: Device, precision: Precision) -> Result<()>
             "overhead_ratio": engine / priced,
             "iteration_s": per_iteration,
             "iteration_over_forward_vjp": per_iteration / vjp,
+            "denoiser_vjp_s": denoiser_vjp,
         },
         "binary": {
             "command": format!("vml-filter {}", cmd_args.join(" ")),
