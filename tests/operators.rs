@@ -119,6 +119,12 @@ fn check_operator(op: &dyn Operator, seed: u64) {
     for (i, (g, w)) in got_s.iter().zip(want_s.iter()).enumerate() {
         assert!((g - w).abs() < 1e-9, "{name}: σ_{i} {g} vs {w}");
     }
+    // ‖H‖² from the SVD, and by power iteration when the SVD is hidden.
+    let top = want_s[0] * want_s[0];
+    let n2 = operators::norm_squared(op);
+    assert!((n2 - top).abs() < 1e-9 * top.max(1.0), "{name}: ‖H‖² {n2} vs {top}");
+    let n2 = operators::norm_squared(&NoSvd(op));
+    assert!((n2 - top).abs() < 1e-2 * top, "{name}: power-iteration ‖H‖² {n2} vs {top}");
 
     // Float32 on the same data stays close (the operators follow their input's kind).
     let x32 = x.to_kind(Kind::Float);
@@ -128,6 +134,30 @@ fn check_operator(op: &dyn Operator, seed: u64) {
         rel_err(&hx32.to_kind(Kind::Double), &hx) < 1e-4,
         "{name}: f32 forward"
     );
+}
+
+/// `op` without its SVD, to exercise the generic path of `norm_squared`.
+struct NoSvd<'a>(&'a dyn Operator);
+
+impl Operator for NoSvd<'_> {
+    fn name(&self) -> String {
+        self.0.name()
+    }
+    fn x_shape(&self) -> [i64; 3] {
+        self.0.x_shape()
+    }
+    fn y_shape(&self) -> [i64; 3] {
+        self.0.y_shape()
+    }
+    fn forward(&self, x: &Tensor) -> Tensor {
+        self.0.forward(x)
+    }
+    fn adjoint(&self, y: &Tensor) -> Tensor {
+        self.0.adjoint(y)
+    }
+    fn pinv(&self, y: &Tensor) -> Tensor {
+        self.0.pinv(y)
+    }
 }
 
 const SHAPES: [[i64; 3]; 4] = [[3, 8, 8], [3, 12, 10], [1, 9, 7], [2, 5, 11]];

@@ -32,36 +32,56 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-/// Median seconds of `f` over `repeats` runs, after one warm-up run.
-fn time(repeats: usize, device: Device, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
-    f()?;
-    let mut v = Vec::with_capacity(repeats);
-    for _ in 0..repeats.max(1) {
-        sync(device);
-        let t = Instant::now();
-        f()?;
-        sync(device);
-        v.push(t.elapsed().as_secs_f64());
+/// Median seconds of each job, timed in turn within every repeat (after one warm-up round),
+/// so that a slow spell of the machine weighs on all of them alike and their ratios hold.
+type Job<'a> = Box<dyn FnMut() -> Result<()> + 'a>;
+
+fn time_interleaved(repeats: usize, device: Device, jobs: &mut [Job]) -> Result<Vec<f64>> {
+    for job in jobs.iter_mut() {
+        job()?;
     }
-    Ok(median(v))
+    let mut times = vec![Vec::with_capacity(repeats); jobs.len()];
+    for _ in 0..repeats.max(1) {
+        for (job, v) in jobs.iter_mut().zip(times.iter_mut()) {
+            sync(device);
+            let t = Instant::now();
+            job()?;
+            sync(device);
+            v.push(t.elapsed().as_secs_f64());
+        }
+    }
+    Ok(times.into_iter().map(median).collect())
+}
+
+/// One bare forward of `net` at input `z` and timestep `t`.
+fn forward_job<'a>(net: &'a Network, z: &'a Tensor, t: &'a Tensor) -> Job<'a> {
+    Box::new(move || {
+        let _ = tch::no_grad(|| net.forward(z, t));
+        Ok(())
+    })
+}
+
+/// One bare forward + VJP (with respect to the input) of `net` at `z`, `t`.
+fn forward_vjp_job<'a>(net: &'a Network, z: &'a Tensor, t: &'a Tensor, g: &'a Tensor) -> Job<'a> {
+    Box::new(move || {
+        let zr = z.detach().set_requires_grad(true);
+        let s = (net.forward(&zr, t) * g).sum(Kind::Double);
+        let grads = Tensor::f_run_backward(&[s], &[&zr], false, false)?;
+        drop(grads);
+        Ok(())
+    })
 }
 
 /// Seconds of one bare forward and of one forward + VJP of `net` at `x`.
 fn network_times(net: &Network, x: &Tensor, repeats: usize, device: Device) -> Result<(f64, f64)> {
     let t = Tensor::full([x.size()[0]], 500.0, (Kind::Float, device));
-    let fwd = time(repeats, device, || {
-        let _ = tch::no_grad(|| net.forward(x, &t));
-        Ok(())
-    })?;
     let g = Tensor::randn(x.size(), (x.kind(), device));
-    let vjp = time(repeats, device, || {
-        let xr = x.detach().set_requires_grad(true);
-        let s = (net.forward(&xr, &t) * &g).sum(Kind::Double);
-        let grads = Tensor::f_run_backward(&[s], &[&xr], false, false)?;
-        drop(grads);
-        Ok(())
-    })?;
-    Ok((fwd, vjp))
+    let m = time_interleaved(
+        repeats,
+        device,
+        &mut [forward_job(net, x, &t), forward_vjp_job(net, x, &t, &g)],
+    )?;
+    Ok((m[0], m[1]))
 }
 
 pub fn run(args: &BenchArgs, device: Device, precision: Precision) -> Result<()> {
@@ -95,7 +115,6 @@ pub fn run(args: &BenchArgs, device: Device, precision: Precision) -> Result<()>
         threads.push(serde_json::json!({"threads": n, "forward_s": fwd, "forward_vjp_s": vjp}));
     }
     tch::set_num_threads(args.threads.unwrap_or(default_threads));
-    let (fwd, vjp) = network_times(&net, &x, repeats, device)?;
 
     // 2. The engine: VML-MAP on SR×4 of a smooth picture, priced in bare evaluations.
     let method = args
@@ -124,14 +143,47 @@ pub fn run(args: &BenchArgs, device: Device, precision: Precision) -> Result<()>
         forwards: 0,
         vjps: 0,
     };
-    let engine = time(repeats.min(3), device, || {
-        solver
-            .solve(&denoiser, &problem, args.seed, &mut |p| {
-                last = p;
-                Control::Continue
-            })
-            .map(|_| ())
-    })?;
+
+    // 3. The binary, as a user runs it, on the same measurement.
+    let input = args.out.join("overhead-input.png");
+    let output = args.out.join("overhead-output.png");
+    super::save_image(&input, &y)?;
+    let exe = std::env::current_exe()?;
+    let cmd_args = binary_args(&method, spec, &args.device, args.seed, &input, &output);
+    if let Some(t) = args.threads {
+        std::env::set_var("OMP_NUM_THREADS", t.to_string());
+    }
+
+    // The bare network is timed on exactly what the engine's denoiser feeds it at σ = 10
+    // (input scaled by 1/√(1+σ²), the real timestep t(σ)), so the two differ only by the
+    // engine's own work. Every measurement below is interleaved (see `time_interleaved`).
+    let sigma = 10.0;
+    let xs = &x * sigma;
+    let z = &xs / (1.0 + sigma * sigma).sqrt();
+    let t = Tensor::full([1], denoiser.schedule().t_of_sigma(sigma), (Kind::Float, device));
+    let g = Tensor::randn(x.size(), (Kind::Float, device));
+    let net = denoiser.model();
+    let medians = time_interleaved(
+        repeats,
+        device,
+        &mut [
+            forward_job(net, &z, &t),
+            forward_vjp_job(net, &z, &t, &g),
+            Box::new(|| solvers::denoise_vjp(&denoiser, &xs, sigma, |d| d - &xs).map(|_| ())),
+            Box::new(|| {
+                solver
+                    .solve(&denoiser, &problem, args.seed, &mut |p| {
+                        last = p;
+                        Control::Continue
+                    })
+                    .map(|_| ())
+            }),
+            Box::new(|| run_binary(&exe, &cmd_args)),
+        ],
+    )?;
+    let [fwd, vjp, denoiser_vjp, engine, e2e] = medians[..] else {
+        unreachable!("five jobs give five medians")
+    };
     // `forwards` counts the forward inside each VJP too: price those with the VJP.
     let plain_forwards = last.forwards.saturating_sub(last.vjps) as f64;
     let priced = last.vjps as f64 * vjp + plain_forwards * fwd;
@@ -140,59 +192,6 @@ pub fn run(args: &BenchArgs, device: Device, precision: Precision) -> Result<()>
     } else {
         f64::NAN
     };
-    // The engine's own D(x, σ) + VJP call (VP→VE scaling and the g of VML-MAP included),
-    // to tell the network's cost from the solver's.
-    let xs = (&x * 10.0).shallow_clone();
-    let denoiser_vjp = time(repeats, device, || {
-        solvers::denoise_vjp(&denoiser, &xs, 10.0, |d| d - &xs).map(|_| ())
-    })?;
-
-    // 3. The binary, as a user runs it, on the same measurement.
-    let input = args.out.join("overhead-input.png");
-    let output = args.out.join("overhead-output.png");
-    super::save_image(&input, &y)?;
-    let exe = std::env::current_exe()?;
-    let budget = format!("{}", method.options.steps.unwrap_or(50));
-    let iters = format!("{}", method.options.iters.unwrap_or(3));
-    let seed = args.seed.to_string();
-    let mut cmd_args: Vec<&str> = vec![
-        "--sr",
-        "4",
-        "--method",
-        "vml-map",
-        "--steps",
-        &budget,
-        "--iters",
-        &iters,
-        "--seed",
-        &seed,
-        "--model",
-        spec,
-        "--device",
-        &args.device,
-        "--progress",
-        "none",
-        "--quiet",
-        "-i",
-    ];
-    let input_s = input.to_string_lossy().to_string();
-    let output_s = output.to_string_lossy().to_string();
-    cmd_args.extend([input_s.as_str(), "-o", output_s.as_str()]);
-    if let Some(t) = args.threads {
-        std::env::set_var("OMP_NUM_THREADS", t.to_string());
-    }
-    let e2e = time(repeats.min(3), device, || {
-        let st = std::process::Command::new(&exe).args(&cmd_args).status()?;
-        if st.success() {
-            Ok(())
-        } else {
-            Err(Error::Input(format!(
-                "{} {} failed: {st}",
-                exe.display(),
-                cmd_args.join(" ")
-            )))
-        }
-    })?;
 
     let report = serde_json::json!({
         "model": spec,
@@ -215,6 +214,7 @@ pub fn run(args: &BenchArgs, device: Device, precision: Precision) -> Result<()>
             "iteration_s": per_iteration,
             "iteration_over_forward_vjp": per_iteration / vjp,
             "denoiser_vjp_s": denoiser_vjp,
+            "denoiser_vjp_over_forward_vjp": denoiser_vjp / vjp,
         },
         "binary": {
             "command": format!("vml-filter {}", cmd_args.join(" ")),
@@ -227,6 +227,41 @@ pub fn run(args: &BenchArgs, device: Device, precision: Precision) -> Result<()>
     std::fs::write(args.out.join("overhead.json"), &text)?;
     println!("{text}");
     Ok(())
+}
+
+/// The arguments of `vml-filter --sr 4 …` on `input` with the engine run's settings.
+fn binary_args(
+    method: &MethodSpec,
+    model: &str,
+    device: &str,
+    seed: u64,
+    input: &std::path::Path,
+    output: &std::path::Path,
+) -> Vec<String> {
+    let steps = method.options.steps.unwrap_or(50).to_string();
+    let iters = method.options.iters.unwrap_or(3).to_string();
+    let fixed = [
+        "--sr", "4", "--method", "vml-map", "--steps", &steps, "--iters", &iters,
+    ];
+    let mut v: Vec<String> = fixed.iter().map(|s| s.to_string()).collect();
+    v.extend(["--seed".into(), seed.to_string(), "--model".into(), model.into()]);
+    v.extend(["--device".into(), device.into(), "--progress".into(), "none".into()]);
+    v.extend(["--quiet".into(), "-i".into(), input.to_string_lossy().into_owned()]);
+    v.extend(["-o".into(), output.to_string_lossy().into_owned()]);
+    v
+}
+
+fn run_binary(exe: &std::path::Path, args: &[String]) -> Result<()> {
+    let st = std::process::Command::new(exe).args(args).status()?;
+    if st.success() {
+        Ok(())
+    } else {
+        Err(Error::Input(format!(
+            "{} {} failed: {st}",
+            exe.display(),
+            args.join(" ")
+        )))
+    }
 }
 
 /// A smooth test picture in [-1, 1] (sums of low-frequency waves), so the measurement is

@@ -173,6 +173,42 @@ pub fn damped_pinv(op: &dyn Operator, y: &Tensor, sigma: f64) -> Tensor {
     svd.v(&coef).reshape([n, c, h, w])
 }
 
+/// `‖H‖²`, the largest eigenvalue of `HᵀH`: the curvature of the data term `‖y − Hx‖²/2`
+/// along its stiffest direction, which sets a stable gradient step. 1 for masks, blurs
+/// with unit gain and denoising, 1/s² for s×s average pooling, 1/3 for colorization. From
+/// the singular values when the operator has an SVD, else by power iteration.
+pub fn norm_squared(op: &dyn Operator) -> f64 {
+    if let Some(svd) = op.svd() {
+        let s = svd.singular_values();
+        if s.numel() > 0 {
+            let top = s.abs().max().double_value(&[]);
+            return top * top;
+        }
+    }
+    let [c, h, w] = op.x_shape();
+    // Start from Hᵀ1, the top direction of masks, pooling, colorization and unit-gain
+    // blurs (a random start converges slowly when the top eigenvalues cluster, as a mild
+    // blur's do), plus a little noise so no direction is missed.
+    let [yc, yh, yw] = op.y_shape();
+    let ones = Tensor::ones([1, yc, yh, yw], (Kind::Float, Device::Cpu));
+    let noise = gaussian_noise(&[1, c, h, w], 0).to_kind(Kind::Float);
+    let mut x = op.adjoint(&ones) + noise * 1e-3;
+    let mut lambda = 0.0;
+    for _ in 0..50 {
+        let norm = x.norm().double_value(&[]);
+        if norm == 0.0 {
+            break;
+        }
+        x /= norm;
+        // The Rayleigh quotient ‖Hx‖² converges twice as fast as ‖HᵀHx‖ when the top
+        // eigenvalues are close (a smooth blur's low frequencies).
+        let hx = op.forward(&x);
+        lambda = hx.square().sum(Kind::Double).double_value(&[]);
+        x = op.adjoint(&hx);
+    }
+    lambda
+}
+
 /// Standard deviation of the noise in a measurement made with `op` and extra noise σ_y:
 /// `√(σ² + σ_y²)` for denoising with task σ (independent noises add in variance), σ_y for
 /// every other operator. What `degrade` adds, and the σ_y a solver should be given.

@@ -12,9 +12,9 @@
 //! `s_i²` is the measurement variance with an annealed floor `c σ_i²` (our choice, inferred
 //! from MAPGA's λ): it keeps σ_y = 0 well posed and tends to σ_y² as σ_i → 0.
 //!
-//! Step: `x ← x + γ η_i Jᵀ v` with `η_i = (1/s_i² + 1/σ_i²)⁻¹`, the inverse curvature of the
-//! two terms when `J = I` and `‖H‖ ≤ 1`, so γ = 1 is stable for any σ_y, σ_y = 0 included
-//! (then `η_i v` stays finite). Preconditioned: `x ← x + γ P_i Jᵀ v` with
+//! Step: `x ← x + γ η_i Jᵀ v` with `η_i = (‖H‖²/s_i² + 1/σ_i²)⁻¹`, the inverse curvature of
+//! the two terms along the stiffest direction when `J = I`, so γ = 1 is stable for any σ_y,
+//! σ_y = 0 included (then `η_i v` stays finite), and for any operator norm. Preconditioned: `x ← x + γ P_i Jᵀ v` with
 //! `P_i = V diag(1 / (s_k²/s_i² + 1/σ_i²)) Vᵀ`, which equals the doc's
 //! `V[s_i² (ΣᵀΣ)⁺ + σ_i² (I − Σ⁺Σ)]Vᵀ` for zero and for large singular values and stays
 //! bounded by σ_i² for tiny ones (the doc's form divides by them).
@@ -190,16 +190,22 @@ impl Solver for VmlMap {
             x += start;
         }
         let mut x0 = x.shallow_clone();
+        // ‖H‖² scales the data term's curvature: 1/16 for ×4 average pooling, whose data
+        // steps would otherwise be 16 times too short (docs/algorithm.md).
+        // An operator that measures nothing has no data term to scale.
+        let l = Some(operators::norm_squared(op))
+            .filter(|l| *l > 0.0)
+            .unwrap_or(1.0);
         for (i, &sigma) in sigmas.iter().enumerate() {
             let sigma2 = sigma * sigma;
             let s2 = sigma_y2 + self.sigma_y_floor * sigma2;
-            // η_i v = a (D − x) + b Hᵀ(y − H D), both weights in [0, 1].
-            let a = s2 / (s2 + sigma2);
-            let b = sigma2 / (s2 + sigma2);
-            // P_i / η_i in the spectral basis: (σ² + s²) / (s_k² σ² + s²).
+            // η_i v = a (D − x) + b Hᵀ(y − H D), with a ∈ [0, 1] and b ‖H‖² ∈ [0, 1].
+            let a = s2 / (s2 + l * sigma2);
+            let b = sigma2 / (s2 + l * sigma2);
+            // P_i / η_i in the spectral basis: (‖H‖² σ² + s²) / (s_k² σ² + s²).
             let pdiag = spectrum
                 .as_ref()
-                .map(|s| (s.square() * sigma2 + s2).reciprocal() * (sigma2 + s2));
+                .map(|s| (s.square() * sigma2 + s2).reciprocal() * (l * sigma2 + s2));
             for _ in 0..self.iters {
                 let xi = &x;
                 let (_, jtg) = denoise_vjp(denoiser, xi, sigma, |d| {
