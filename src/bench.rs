@@ -63,7 +63,7 @@ pub struct BenchArgs {
     pub device: String,
     /// fp32, fp16 or bf16 (half precisions on CUDA).
     #[arg(long, default_value = "fp32")]
-    pub precision: String,
+    pub precision: Precision,
     /// Seed of the measurements' noise, the masks and the solvers.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -282,12 +282,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     signals::install();
     std::fs::create_dir_all(&args.out)?;
     let device = parse_device(&args.device)?;
-    let precision = Precision::parse(&args.precision).ok_or_else(|| {
-        Error::Usage(format!(
-            "bad precision '{}': fp32, fp16 or bf16",
-            args.precision
-        ))
-    })?;
+    let precision = args.precision;
     if args.overhead {
         return overhead::run(args, device, precision);
     }
@@ -334,20 +329,20 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let images_dir = args.out.join("images");
     std::fs::create_dir_all(&images_dir)?;
 
-    let total = photos.len() * tasks.len() * args.sigma_y.len().max(1) * methods.len();
+    // Denoising brings its own noise: it runs at the first σ_y only.
+    let levels_of = |task: &TaskSpec| -> &[f64] {
+        match (args.sigma_y.is_empty(), task.is_denoise()) {
+            (true, _) => &[0.0],
+            (false, true) => &args.sigma_y[..1],
+            (false, false) => &args.sigma_y,
+        }
+    };
+    let per_photo: usize = tasks.iter().map(|t| levels_of(t).len()).sum();
+    let total = photos.len() * per_photo * methods.len();
     let mut done = 0usize;
     'all: for (pi, (name, x)) in photos.iter().enumerate() {
         for (ti, task) in tasks.iter().enumerate() {
-            let levels: &[f64] = if task.is_denoise() {
-                &args.sigma_y[..1.min(args.sigma_y.len())]
-            } else {
-                &args.sigma_y
-            };
-            let levels = if levels.is_empty() {
-                &[0.0][..]
-            } else {
-                levels
-            };
+            let levels = levels_of(task);
             for (si, &sigma_y) in levels.iter().enumerate() {
                 let meas_seed = args
                     .seed
@@ -522,13 +517,7 @@ fn load_photos(folder: &Path, size: i64, max: Option<usize>) -> Result<Vec<(Stri
             eprintln!("skipping {}: smaller than {size}×{size}", p.display());
             continue;
         }
-        let t = Tensor::from_slice(&pic.color).view([1, pic.channels as i64, h, w]) * 2.0 - 1.0;
-        let t = if pic.channels == 1 {
-            t.repeat([1, 3, 1, 1])
-        } else {
-            t
-        };
-        let t = t
+        let t = crate::pipeline::to_tensor(&pic)
             .narrow(2, (h - size) / 2, size)
             .narrow(3, (w - size) / 2, size)
             .contiguous();
@@ -567,22 +556,10 @@ fn show_measurement(y: &Tensor, size: i64) -> Tensor {
 
 /// Writes `(1, 3, H, W)` in [-1, 1] as an 8-bit PNG.
 fn save_image(path: &Path, t: &Tensor) -> Result<()> {
-    let t = ((t
-        .to_device(Device::Cpu)
-        .to_kind(Kind::Float)
-        .clamp(-1.0, 1.0)
-        + 1.0)
-        * 127.5)
-        .round()
-        .to_kind(Kind::Uint8)
-        .squeeze_dim(0)
-        .permute([1, 2, 0])
-        .contiguous();
-    let size = t.size();
-    let data = Vec::<u8>::try_from(t.view([-1]))?;
-    let img = image::RgbImage::from_raw(size[1] as u32, size[0] as u32, data)
-        .ok_or_else(|| Error::Input("picture buffer has the wrong size".into()))?;
-    img.save(path)
+    // A diverged method's NaN pixels are shown black rather than stopping the benchmark.
+    let pic = crate::pipeline::from_tensor(&t.nan_to_num(0.0, None, None), 3, None, false)?;
+    let bytes = crate::io::encode(&pic, crate::io::Format::Png)?;
+    std::fs::write(path, bytes)
         .map_err(|e| Error::Io(std::io::Error::other(format!("{}: {e}", path.display()))))
 }
 
@@ -594,7 +571,7 @@ fn describe_run(args: &BenchArgs, device: Device) -> serde_json::Value {
         "threads": tch::get_num_threads(),
         "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         "model": args.model.clone().unwrap_or_else(|| crate::pipeline::DEFAULT_MODEL.into()),
-        "precision": args.precision,
+        "precision": args.precision.name(),
         "size": args.size,
         "seed": args.seed,
     })

@@ -33,17 +33,12 @@ pub struct EvalNetArgs {
     pub device: String,
     /// fp32, fp16 or bf16 (half precisions on CUDA).
     #[arg(long, default_value = "fp32")]
-    pub precision: String,
+    pub precision: Precision,
 }
 
 pub fn eval_net(args: &EvalNetArgs) -> Result<()> {
     let device = parse_device(&args.device)?;
-    let precision = Precision::parse(&args.precision).ok_or_else(|| {
-        Error::Usage(format!(
-            "bad precision '{}': fp32, fp16 or bf16",
-            args.precision
-        ))
-    })?;
+    let precision = args.precision;
     let net = load_network(&args.model, args.arch.as_deref(), device, precision)?;
     let x = read_npy(&args.input)?;
     let cfg = net.config();

@@ -489,24 +489,8 @@ fn png_claiming(w: u32, h: u32) -> Vec<u8> {
     let mut b = png(&rgb(1, 1));
     b[16..20].copy_from_slice(&w.to_be_bytes());
     b[20..24].copy_from_slice(&h.to_be_bytes());
-    let crc = crc32(&b[12..29]);
-    b[29..33].copy_from_slice(&crc.to_be_bytes());
+    fix_png_crcs(&mut b);
     b
-}
-
-fn crc32(data: &[u8]) -> u32 {
-    let mut c = 0xFFFF_FFFFu32;
-    for &byte in data {
-        c ^= u32::from(byte);
-        for _ in 0..8 {
-            c = if c & 1 != 0 {
-                0xEDB8_8320 ^ (c >> 1)
-            } else {
-                c >> 1
-            };
-        }
-    }
-    !c
 }
 
 #[test]

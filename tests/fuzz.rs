@@ -14,6 +14,7 @@
 //! `target/tmp/fuzz-findings/` for replay. docs/reliability.md records the runs.
 
 mod cli_common;
+use cli_common::fix_png_crcs;
 
 use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -320,35 +321,6 @@ fn set_tiff_dimensions(b: &mut [u8], w: u32, h: u32) {
             slot.copy_from_slice(&if le { v.to_le_bytes() } else { v.to_be_bytes() });
         }
     }
-}
-
-fn fix_png_crcs(b: &mut [u8]) {
-    let mut i = 8;
-    while i + 8 <= b.len() {
-        let n = u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]) as usize;
-        let end = match (i + 8).checked_add(n) {
-            Some(e) if e + 4 <= b.len() => e,
-            _ => return,
-        };
-        let crc = crc32(&b[i + 4..end]);
-        b[end..end + 4].copy_from_slice(&crc.to_be_bytes());
-        i = end + 4;
-    }
-}
-
-fn crc32(data: &[u8]) -> u32 {
-    let mut c = 0xFFFF_FFFFu32;
-    for &byte in data {
-        c ^= u32::from(byte);
-        for _ in 0..8 {
-            c = if c & 1 != 0 {
-                0xEDB8_8320 ^ (c >> 1)
-            } else {
-                c >> 1
-            };
-        }
-    }
-    !c
 }
 
 // ---------------------------------------------------------------------------------------

@@ -122,9 +122,15 @@ fn check_operator(op: &dyn Operator, seed: u64) {
     // ‖H‖² from the SVD, and by power iteration when the SVD is hidden.
     let top = want_s[0] * want_s[0];
     let n2 = operators::norm_squared(op);
-    assert!((n2 - top).abs() < 1e-9 * top.max(1.0), "{name}: ‖H‖² {n2} vs {top}");
+    assert!(
+        (n2 - top).abs() < 1e-9 * top.max(1.0),
+        "{name}: ‖H‖² {n2} vs {top}"
+    );
     let n2 = operators::norm_squared(&NoSvd(op));
-    assert!((n2 - top).abs() < 1e-2 * top, "{name}: power-iteration ‖H‖² {n2} vs {top}");
+    assert!(
+        (n2 - top).abs() < 1e-2 * top,
+        "{name}: power-iteration ‖H‖² {n2} vs {top}"
+    );
 
     // Float32 on the same data stays close (the operators follow their input's kind).
     let x32 = x.to_kind(Kind::Float);

@@ -160,7 +160,11 @@ pub fn run(args: &BenchArgs, device: Device, precision: Precision) -> Result<()>
     let sigma = 10.0;
     let xs = &x * sigma;
     let z = &xs / (1.0 + sigma * sigma).sqrt();
-    let t = Tensor::full([1], denoiser.schedule().t_of_sigma(sigma), (Kind::Float, device));
+    let t = Tensor::full(
+        [1],
+        denoiser.schedule().t_of_sigma(sigma),
+        (Kind::Float, device),
+    );
     let g = Tensor::randn(x.size(), (Kind::Float, device));
     let net = denoiser.model();
     let medians = time_interleaved(
@@ -196,7 +200,7 @@ pub fn run(args: &BenchArgs, device: Device, precision: Precision) -> Result<()>
     let report = serde_json::json!({
         "model": spec,
         "device": format!("{device:?}").to_lowercase(),
-        "precision": args.precision,
+        "precision": args.precision.name(),
         "size": size,
         "repeats": repeats,
         "threads_default": default_threads,
@@ -244,9 +248,23 @@ fn binary_args(
         "--sr", "4", "--method", "vml-map", "--steps", &steps, "--iters", &iters,
     ];
     let mut v: Vec<String> = fixed.iter().map(|s| s.to_string()).collect();
-    v.extend(["--seed".into(), seed.to_string(), "--model".into(), model.into()]);
-    v.extend(["--device".into(), device.into(), "--progress".into(), "none".into()]);
-    v.extend(["--quiet".into(), "-i".into(), input.to_string_lossy().into_owned()]);
+    v.extend([
+        "--seed".into(),
+        seed.to_string(),
+        "--model".into(),
+        model.into(),
+    ]);
+    v.extend([
+        "--device".into(),
+        device.into(),
+        "--progress".into(),
+        "none".into(),
+    ]);
+    v.extend([
+        "--quiet".into(),
+        "-i".into(),
+        input.to_string_lossy().into_owned(),
+    ]);
     v.extend(["-o".into(), output.to_string_lossy().into_owned()]);
     v
 }

@@ -24,12 +24,29 @@ impl Precision {
         }
     }
 
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Fp32 => "fp32",
+            Self::Fp16 => "fp16",
+            Self::Bf16 => "bf16",
+        }
+    }
+
     fn kind(self) -> Kind {
         match self {
             Self::Fp32 => Kind::Float,
             Self::Fp16 => Kind::Half,
             Self::Bf16 => Kind::BFloat16,
         }
+    }
+}
+
+/// For command-line flags: the same names as `parse`, and an error that lists them.
+impl std::str::FromStr for Precision {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::parse(s).ok_or_else(|| format!("bad precision '{s}': fp32, fp16 or bf16"))
     }
 }
 

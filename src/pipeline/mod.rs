@@ -478,7 +478,7 @@ fn rounding_std(image: &Picture) -> f64 {
 }
 
 /// `(1, 3, H, W)` in [-1, 1]; gray is repeated over the three channels the network wants.
-fn to_tensor(p: &Picture) -> Tensor {
+pub(crate) fn to_tensor(p: &Picture) -> Tensor {
     let t =
         Tensor::from_slice(&p.color).view([1, p.channels as i64, p.height as i64, p.width as i64])
             * 2.0
@@ -491,7 +491,7 @@ fn to_tensor(p: &Picture) -> Tensor {
 }
 
 /// Back from `(1, 3, H, W)` in [-1, 1]; `channels == 1` takes the mean of R, G, B.
-fn from_tensor(
+pub(crate) fn from_tensor(
     t: &Tensor,
     channels: usize,
     alpha: Option<Vec<f32>>,

@@ -141,3 +141,35 @@ pub fn split_response(stream: &[u8]) -> (serde_json::Value, Vec<u8>, Vec<u8>) {
     assert!(body.len() >= n, "response payload shorter than declared");
     (header, body[..n].to_vec(), body[n..].to_vec())
 }
+
+/// Rewrites the CRC of every whole chunk of a PNG, so that edited bytes still pass the
+/// decoder's checksum test and reach the code under test.
+pub fn fix_png_crcs(b: &mut [u8]) {
+    let mut i = 8;
+    while i + 8 <= b.len() {
+        let n = u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]) as usize;
+        let end = match (i + 8).checked_add(n) {
+            Some(e) if e + 4 <= b.len() => e,
+            _ => return,
+        };
+        let crc = crc32(&b[i + 4..end]);
+        b[end..end + 4].copy_from_slice(&crc.to_be_bytes());
+        i = end + 4;
+    }
+}
+
+/// CRC-32 (IEEE, reflected), as PNG chunks use.
+fn crc32(data: &[u8]) -> u32 {
+    let mut c = 0xFFFF_FFFFu32;
+    for &byte in data {
+        c ^= u32::from(byte);
+        for _ in 0..8 {
+            c = if c & 1 != 0 {
+                0xEDB8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
+        }
+    }
+    !c
+}
