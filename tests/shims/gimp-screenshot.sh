@@ -6,6 +6,10 @@
 #   VML_SHOT_RUN=select ...   only selects the centre quarter, writes gimp-before.png
 #   VML_SHOT_RUN=menu ...     opens Filters > Enhance with xdotool key presses, writes gimp-menu.png
 #       (installs xdotool in the trixie root the first time)
+#   VML_SHOT_KEYS="KEY..." presses these keys (xdotool names) in any mode before the screenshot,
+#       in the window whose title matches VML_SHOT_FOCUS (default the image window), then waits
+#       VML_SHOT_DELAY seconds: e.g. VML_SHOT_FOCUS=VML-MAP VML_SHOT_KEYS=alt+o VML_SHOT_DELAY=25
+#       presses the dialog's OK and shows the progress bar 25 s into the restore
 # Settings for the run: VML_SHOT_SELECT=X,Y,W,H (the selection; default the centre quarter),
 # VML_SHOT_METHOD (default vml-map, the plug-in's default), VML_SHOT_QUALITY (fast, normal, best;
 # default fast), VML_SHOT_STEPS (0 = from the quality), VML_SHOT_SEED (default 0),
@@ -75,7 +79,7 @@ else:
     proc.run(cfg)
 EOS
 # xdotool is not part of the test root: install it there the first time a menu is wanted.
-if [[ ${VML_SHOT_RUN:-} == menu && ! -x $root/usr/bin/xdotool ]]; then
+if [[ ( ${VML_SHOT_RUN:-} == menu || -n ${VML_SHOT_KEYS:-} ) && ! -x $root/usr/bin/xdotool ]]; then
     echo "installing xdotool in $root" >&2
     chroot "$root" /usr/bin/env -i PATH=/usr/bin:/bin DEBIAN_FRONTEND=noninteractive \
         bash -c 'apt-get update -qq && apt-get install -y -qq --no-install-recommends xdotool && apt-get clean' \
@@ -98,15 +102,19 @@ for i in \$(seq 1 300); do
     [[ -n "\${VML_SHOT_RUN:-}" && \${VML_SHOT_RUN:-} != select && \${VML_SHOT_RUN:-} != menu && ! -e "$work/done" ]] && continue
     break
 done
-if [[ \${VML_SHOT_RUN:-} == menu ]]; then
-    # No window manager: give the image window the keyboard focus by hand, then open the menus
-    # with their mnemonics (VML_SHOT_KEYS, default Alt+R = Filters, then H = En_hance).
-    win=\$(xdotool search --onlyvisible --name 'GIMP$' | head -1)
+keys="\${VML_SHOT_KEYS:-}"
+[[ \${VML_SHOT_RUN:-} == menu ]] && keys="\${keys:-alt+r h}"
+if [[ -n "\$keys" ]]; then
+    # No window manager: give a window the keyboard focus by hand (VML_SHOT_FOCUS, a title
+    # pattern; default the image window), then press the keys, e.g. the menus' mnemonics
+    # (Alt+R = Filters, then H = En_hance) or Alt+O for the dialog's OK.
+    win=\$(xdotool search --onlyvisible --name "\${VML_SHOT_FOCUS:-GIMP\$}" | head -1)
     xdotool windowfocus --sync "\$win" || true
-    for k in \${VML_SHOT_KEYS:-alt+r h}; do
+    for k in \$keys; do
         xdotool key --delay 200 "\$k"
         sleep 2
     done
+    sleep "\${VML_SHOT_DELAY:-0}"
 fi
 magick import -window root "$work/screen.png"
 kill \$gimp \$xvfb 2>/dev/null

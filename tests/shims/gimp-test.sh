@@ -235,5 +235,12 @@ print(c['status'], len(c['layers']))" 2>/dev/null)
 [[ $cancel_seen == *-error" 1" ]] && grep -q "gimp-console-3.0 exit 0" "$out/cancel/gimp.log" &&
     pass "cancel: the call fails, the image keeps its one layer, GIMP quits normally" ||
     fail "cancel: the call fails, the image keeps its one layer, GIMP quits normally" "$cancel_seen"
+# Killed mid-restore, the plug-in must not leave an undo group open (GIMP then warns that it
+# "left image undo in inconsistent state"): the group opens only once the answer is in.
+if grep -q "inconsistent state" "$out/cancel/gimp.log"; then
+    fail "cancel: no undo group left open" "$(grep -m1 "inconsistent state" "$out/cancel/gimp.log")"
+else
+    pass "cancel: no undo group left open"
+fi
 
 finish
