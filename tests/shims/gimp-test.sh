@@ -38,6 +38,12 @@ root=$("$here/trixie-root.sh") || {
 }
 echo "# trixie root ready in $((SECONDS - t)) s: $root"
 
+# The binary lookup (argument, $VML_FILTER, installed path, PATH) with GIMP's Python bindings,
+# without starting GIMP: quick, and covers the orders the GIMP runs below do not reach.
+check "binary lookup: argument, \$VML_FILTER, installed path, PATH; wrong paths are errors" \
+    "$here/in-root.sh" "$root" "$bin" -- python3 "$here/find_filter_check.py" \
+    "$repo/plugin/gimp/vml-restore/vml-restore.py"
+
 out=$(mktemp -d /tmp/vml-gimp-test.XXXXXX)
 trap 'rm -rf "$out"' EXIT
 [[ -n ${VML_TEST_KEEP:-} ]] && trap 'echo "kept $out"' EXIT
