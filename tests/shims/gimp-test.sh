@@ -166,6 +166,22 @@ if [[ $(r denoise status) == success ]]; then pass "denoise: PDB call succeeded"
 check "denoise: pixels outside the selection unchanged" outside_equal "$out/in.png" "$out/denoise.png"
 check "denoise: pixels inside the selection changed" inside_changed "$out/in.png" "$out/denoise.png"
 
+# deblur (motion kernel) limited to the selection, x4, colorize of a gray image
+if [[ $(r deblur status) == success && $(r deblur layers 0 0) == deblur ]]; then
+    pass "deblur motion:5:30: PDB call succeeded, new layer 'deblur'"
+else
+    fail "deblur motion:5:30: PDB call succeeded, new layer 'deblur'" "$(r deblur status) $(r deblur layers)"
+    show_case deblur
+fi
+check "deblur: pixels outside the selection unchanged" outside_equal "$out/in.png" "$out/deblur.png"
+check "deblur: pixels inside the selection changed" inside_changed "$out/in.png" "$out/deblur.png"
+[[ $(r sr4 status) == success && $(r sr4 layers 0) == '["sr4", 384, 256]' ]] &&
+    pass "sr4: image and new layer 'sr4' 384x256" ||
+    { fail "sr4: image and new layer 'sr4' 384x256" "$(r sr4 status) $(r sr4 layers)"; show_case sr4; }
+[[ $(r colorize status) == success && $(r colorize rgb) == True && $(r colorize layers 0 0) == colorize ]] &&
+    pass "colorize: gray image converted to RGB, new layer 'colorize'" ||
+    { fail "colorize: gray image converted to RGB, new layer 'colorize'" "$(r colorize status) rgb=$(r colorize rgb) $(r colorize layers)"; show_case colorize; }
+
 # errors reach the caller with a message, and leave the image alone
 [[ $(r inpaint_no_selection status) == execution-error && $(r inpaint_no_selection message) == *selection* &&
     $(r inpaint_no_selection layers) == 1 ]] &&
