@@ -38,6 +38,12 @@ root=$("$here/trixie-root.sh") || {
 }
 echo "# trixie root ready in $((SECONDS - t)) s: $root"
 
+# The binary lookup (argument, $VML_FILTER, installed path, PATH) with GIMP's Python bindings,
+# without starting GIMP: quick, and covers the orders the GIMP runs below do not reach.
+check "binary lookup: argument, \$VML_FILTER, installed path, PATH; wrong paths are errors" \
+    "$here/in-root.sh" "$root" "$bin" -- python3 "$here/find_filter_check.py" \
+    "$repo/plugin/gimp/vml-restore/vml-restore.py"
+
 out=$(mktemp -d /tmp/vml-gimp-test.XXXXXX)
 trap 'rm -rf "$out"' EXIT
 [[ -n ${VML_TEST_KEEP:-} ]] && trap 'echo "kept $out"' EXIT
@@ -160,6 +166,22 @@ if [[ $(r denoise status) == success ]]; then pass "denoise: PDB call succeeded"
 check "denoise: pixels outside the selection unchanged" outside_equal "$out/in.png" "$out/denoise.png"
 check "denoise: pixels inside the selection changed" inside_changed "$out/in.png" "$out/denoise.png"
 
+# deblur (motion kernel) limited to the selection, x4, colorize of a gray image
+if [[ $(r deblur status) == success && $(r deblur layers 0 0) == deblur ]]; then
+    pass "deblur motion:5:30: PDB call succeeded, new layer 'deblur'"
+else
+    fail "deblur motion:5:30: PDB call succeeded, new layer 'deblur'" "$(r deblur status) $(r deblur layers)"
+    show_case deblur
+fi
+check "deblur: pixels outside the selection unchanged" outside_equal "$out/in.png" "$out/deblur.png"
+check "deblur: pixels inside the selection changed" inside_changed "$out/in.png" "$out/deblur.png"
+[[ $(r sr4 status) == success && $(r sr4 layers 0) == '["sr4", 384, 256]' ]] &&
+    pass "sr4: image and new layer 'sr4' 384x256" ||
+    { fail "sr4: image and new layer 'sr4' 384x256" "$(r sr4 status) $(r sr4 layers)"; show_case sr4; }
+[[ $(r colorize status) == success && $(r colorize rgb) == True && $(r colorize layers 0 0) == colorize ]] &&
+    pass "colorize: gray image converted to RGB, new layer 'colorize'" ||
+    { fail "colorize: gray image converted to RGB, new layer 'colorize'" "$(r colorize status) rgb=$(r colorize rgb) $(r colorize layers)"; show_case colorize; }
+
 # errors reach the caller with a message, and leave the image alone
 [[ $(r inpaint_no_selection status) == execution-error && $(r inpaint_no_selection message) == *selection* &&
     $(r inpaint_no_selection layers) == 1 ]] &&
@@ -235,5 +257,12 @@ print(c['status'], len(c['layers']))" 2>/dev/null)
 [[ $cancel_seen == *-error" 1" ]] && grep -q "gimp-console-3.0 exit 0" "$out/cancel/gimp.log" &&
     pass "cancel: the call fails, the image keeps its one layer, GIMP quits normally" ||
     fail "cancel: the call fails, the image keeps its one layer, GIMP quits normally" "$cancel_seen"
+# Killed mid-restore, the plug-in must not leave an undo group open (GIMP then warns that it
+# "left image undo in inconsistent state"): the group opens only once the answer is in.
+if grep -q "inconsistent state" "$out/cancel/gimp.log"; then
+    fail "cancel: no undo group left open" "$(grep -m1 "inconsistent state" "$out/cancel/gimp.log")"
+else
+    pass "cancel: no undo group left open"
+fi
 
 finish

@@ -116,6 +116,43 @@ def denoise_in_selection():
     return r
 
 
+def deblur_motion_in_selection():
+    # The kernel arguments (motion: length and angle) reach vml-filter; the selection limits it.
+    img = load()
+    layer = img.get_layers()[0]
+    x, y, w, h = SEL
+    img.select_rectangle(Gimp.ChannelOps.REPLACE, x, y, w, h)
+    status, msg = call(img, layer, task='deblur', deblur_kernel='motion', deblur_size=5.0,
+                       motion_angle=30.0, method=METHOD)
+    r = {'status': status, 'message': msg}
+    r.update(describe(img))
+    Gimp.file_save(Gimp.RunMode.NONINTERACTIVE, img,
+                   Gio.File.new_for_path(os.path.join(OUT, 'deblur.png')), None)
+    img.delete()
+    return r
+
+
+def sr4():
+    img = load()
+    status, msg = call(img, img.get_layers()[0], task='sr4', method=METHOD)
+    r = {'status': status, 'message': msg}
+    r.update(describe(img))
+    img.delete()
+    return r
+
+
+def colorize_gray():
+    # A gray image is converted to RGB first, so the colours have somewhere to go.
+    img = load()
+    img.convert_grayscale()
+    status, msg = call(img, img.get_layers()[0], task='colorize', method=METHOD)
+    r = {'status': status, 'message': msg}
+    r.update(describe(img))
+    r['rgb'] = img.get_base_type() == Gimp.ImageBaseType.RGB
+    img.delete()
+    return r
+
+
 def inpaint_without_selection():
     img = load()
     status, msg = call(img, img.get_layers()[0], task='inpaint', method=METHOD)
@@ -192,6 +229,7 @@ def cancel():
 
 
 for name, fn in [('registration', registration), ('inpaint', inpaint), ('sr2', sr2), ('denoise', denoise_in_selection),
+                 ('deblur', deblur_motion_in_selection), ('sr4', sr4), ('colorize', colorize_gray),
                  ('inpaint_no_selection', inpaint_without_selection),
                  ('missing_binary', missing_binary), ('binary_error', binary_error),
                  ('gray_sr', gray_sr), ('deep_alpha_sr', deep_alpha_sr), ('cancel', cancel)]:

@@ -385,8 +385,8 @@ def restore(procedure, run_mode, image, drawables, config, data):
         return _error(procedure, 'Restore with VML-MAP works on layers, not masks or channels')
 
     Gimp.context_push()
-    image.undo_group_start()
     tmpdir = None
+    undo_open = False
     try:
         task = build_task(config)
         label = config.get_property('task')
@@ -437,6 +437,11 @@ def restore(procedure, run_mode, image, drawables, config, data):
         with open(out_path, 'wb') as f:
             f.write(payload)
 
+        # The undo group opens only now, when the image is about to change: GIMP's Cancel ends
+        # this process during the restore, and a group left open then makes GIMP complain that
+        # the plug-in "left image undo in inconsistent state".
+        image.undo_group_start()
+        undo_open = True
         if task['kind'] == 'colorize' and image.get_base_type() != Gimp.ImageBaseType.RGB:
             image.convert_rgb()
         position = image.get_item_position(drawable)
@@ -482,7 +487,8 @@ def restore(procedure, run_mode, image, drawables, config, data):
         _kill_children()
         if tmpdir:
             shutil.rmtree(tmpdir, ignore_errors=True)
-        image.undo_group_end()
+        if undo_open:
+            image.undo_group_end()
         Gimp.context_pop()
 
 
