@@ -19,6 +19,10 @@ use tch::{Kind, Tensor};
 /// (ε followed by the variance interpolation of `learn_sigma` networks).
 pub trait EpsModel {
     fn forward_eps(&self, z: &Tensor, t: &Tensor) -> Tensor;
+    /// See [`Denoiser::iteration_bytes`]; known for the UNets, from their architecture.
+    fn iteration_bytes(&self, _h: i64, _w: i64) -> Option<u64> {
+        None
+    }
 }
 
 impl<F> EpsModel for F
@@ -34,11 +38,17 @@ impl EpsModel for crate::model::UNet {
     fn forward_eps(&self, z: &Tensor, t: &Tensor) -> Tensor {
         self.forward(z, t)
     }
+    fn iteration_bytes(&self, h: i64, w: i64) -> Option<u64> {
+        Some(crate::model::memory::iteration_bytes(self.config(), h, w))
+    }
 }
 
 impl EpsModel for crate::model::Network {
     fn forward_eps(&self, z: &Tensor, t: &Tensor) -> Tensor {
         self.forward(z, t)
+    }
+    fn iteration_bytes(&self, h: i64, w: i64) -> Option<u64> {
+        Some(crate::model::memory::iteration_bytes(self.config(), h, w))
     }
 }
 
@@ -46,11 +56,17 @@ impl EpsModel for &crate::model::UNet {
     fn forward_eps(&self, z: &Tensor, t: &Tensor) -> Tensor {
         self.forward(z, t)
     }
+    fn iteration_bytes(&self, h: i64, w: i64) -> Option<u64> {
+        Some(crate::model::memory::iteration_bytes(self.config(), h, w))
+    }
 }
 
 impl EpsModel for &crate::model::Network {
     fn forward_eps(&self, z: &Tensor, t: &Tensor) -> Tensor {
         self.forward(z, t)
+    }
+    fn iteration_bytes(&self, h: i64, w: i64) -> Option<u64> {
+        Some(crate::model::memory::iteration_bytes(self.config(), h, w))
     }
 }
 
@@ -113,5 +129,9 @@ impl<M: EpsModel> Denoiser for EpsDenoiser<M> {
 
     fn discrete_sigmas(&self) -> Option<Vec<f64>> {
         Some(self.schedule.sigmas().to_vec())
+    }
+
+    fn iteration_bytes(&self, h: i64, w: i64) -> Option<u64> {
+        self.model.iteration_bytes(h, w)
     }
 }

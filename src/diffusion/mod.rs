@@ -27,4 +27,9 @@ pub trait Denoiser {
     fn discrete_sigmas(&self) -> Option<Vec<f64>> {
         None
     }
+    /// Estimated peak bytes of one forward with autograd plus its VJP on an `h × w` image,
+    /// if known; the pipeline tiles images whose estimate exceeds `--max-memory`.
+    fn iteration_bytes(&self, _h: i64, _w: i64) -> Option<u64> {
+        None
+    }
 }

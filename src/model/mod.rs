@@ -4,6 +4,7 @@
 pub mod attention;
 pub mod config;
 pub mod load;
+pub mod memory;
 pub mod network;
 pub mod norm;
 pub mod registry;

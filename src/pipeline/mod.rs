@@ -218,7 +218,8 @@ pub fn restore_with(
 
     // A UNet halves the image several times, so its input must be a multiple of
     // NETWORK_MULTIPLE: pad the input (repeating its border) and crop the result back.
-    let multiple = if NETWORK_FREE_METHODS.contains(&settings.method.as_str()) {
+    let network_free = NETWORK_FREE_METHODS.contains(&settings.method.as_str());
+    let multiple = if network_free {
         scale
     } else {
         NETWORK_MULTIPLE.max(scale)
@@ -235,19 +236,29 @@ pub fn restore_with(
     } else {
         x_in.shallow_clone()
     };
+    let estimate = |th: i64, tw: i64| {
+        let px = (th * tw) as u64;
+        if network_free {
+            return px.saturating_mul(tiles::CLASSICAL_BYTES_PER_PIXEL);
+        }
+        denoiser
+            .iteration_bytes(th, tw)
+            .unwrap_or_else(|| px.saturating_mul(tiles::FALLBACK_BYTES_PER_PIXEL))
+    };
     let plan = TilePlan::choose(
         pad_h,
         pad_w,
         scale,
         multiple,
-        &settings.method,
         settings.tile,
         settings.max_memory,
+        &estimate,
     );
     log::info!(
-        "restoring {w}×{h} → {out_w}×{out_h} with {} on {device:?}, {}",
+        "restoring {w}×{h} → {out_w}×{out_h} with {} on {device:?}, {} (estimated peak {:.1} GiB)",
         settings.method,
-        plan.describe()
+        plan.describe(),
+        estimate(plan.tile.min(pad_h), plan.tile.min(pad_w)) as f64 / (1u64 << 30) as f64
     );
     let inpaint_mask = match (task, &mask_plane) {
         // Padding is known (0 = keep), so the operator never asks to fill it.

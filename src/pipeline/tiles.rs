@@ -24,32 +24,29 @@ pub struct TilePlan {
     pub overlap: i64,
 }
 
-/// Rough peak bytes per output pixel of a restore, used only to decide whether to tile
-/// (see docs/protocol.md). Network methods keep activations and one backward graph of the
-/// UNet alive (about 3 GiB for a 256² image on the ADM 256 network); `classical` needs a
-/// few image-sized buffers.
-pub fn bytes_per_pixel(method: &str) -> u64 {
-    if super::NETWORK_FREE_METHODS.contains(&method) {
-        256
-    } else {
-        48 << 10
-    }
-}
+/// Peak bytes per pixel assumed for a denoiser that gives no estimate of its own
+/// ([`crate::diffusion::Denoiser::iteration_bytes`]): the ffhq-256 architecture's measured
+/// ~28 KiB per pixel (docs/protocol.md) with room to spare.
+pub const FALLBACK_BYTES_PER_PIXEL: u64 = 48 << 10;
+
+/// Peak bytes per pixel of the `classical` methods: a few image-sized buffers.
+pub const CLASSICAL_BYTES_PER_PIXEL: u64 = 256;
 
 impl TilePlan {
     /// `tile`: `None` chooses from the memory budget, `Some(0)` never tiles, `Some(n)` asks
-    /// for tiles of `n` pixels. Tiles are multiples of `align` (a multiple of the SR scale
-    /// that the network needs) and overlaps multiples of the SR `scale`, so tiles line up
-    /// with input pixels. `height` and `width` must be multiples of `align`.
-    #[allow(clippy::too_many_arguments)]
+    /// for tiles of `n` pixels. `estimate(h, w)` gives the peak bytes of restoring an
+    /// `h × w` piece; the whole image is taken when it fits `max_memory`, else the largest
+    /// square tile (a multiple of 64) that fits. Tiles are multiples of `align` (a multiple
+    /// of the SR scale that the network needs) and overlaps multiples of the SR `scale`, so
+    /// tiles line up with input pixels. `height` and `width` must be multiples of `align`.
     pub fn choose(
         height: i64,
         width: i64,
         scale: i64,
         align: i64,
-        method: &str,
         tile: Option<u32>,
         max_memory: u64,
+        estimate: &dyn Fn(i64, i64) -> u64,
     ) -> TilePlan {
         let whole = TilePlan {
             height,
@@ -57,18 +54,20 @@ impl TilePlan {
             tile: height.max(width),
             overlap: 0,
         };
-        let per_px = bytes_per_pixel(method);
         let side = match tile {
             Some(0) => return whole,
             Some(n) => i64::from(n),
             None => {
-                let pixels = (height * width) as u64;
-                if pixels.saturating_mul(per_px) <= max_memory {
+                if estimate(height, width) <= max_memory {
                     return whole;
                 }
-                // The largest multiple of 64 whose square fits the budget.
-                let fit = ((max_memory / per_px) as f64).sqrt() as i64;
-                (fit / 64 * 64).max(64)
+                // Memory grows with the area (and faster with attention), so walk down.
+                let mut side = height.max(width) / 64 * 64;
+                let fits = |s: i64| estimate(s.min(height), s.min(width)) <= max_memory;
+                while side > 64 && !fits(side) {
+                    side -= 64;
+                }
+                side.max(64)
             }
         };
         let side = (side.max(2 * align) / align) * align;
@@ -168,10 +167,15 @@ impl TilePlan {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{memory::iteration_bytes, UNetConfig};
+
+    fn classical(h: i64, w: i64) -> u64 {
+        (h * w) as u64 * CLASSICAL_BYTES_PER_PIXEL
+    }
 
     #[test]
     fn tiles_cover_and_weights_sum_to_positive() {
-        let plan = TilePlan::choose(300, 200, 4, 4, "classical", Some(64), 0);
+        let plan = TilePlan::choose(300, 200, 4, 4, Some(64), 0, &classical);
         assert!(!plan.is_whole());
         assert_eq!(plan.tile % 4, 0);
         assert_eq!(plan.overlap % 4, 0);
@@ -188,7 +192,7 @@ mod tests {
     #[test]
     fn constant_tiles_blend_to_the_constant() {
         // A partition of unity: blending identical tiles gives the tile value back.
-        let plan = TilePlan::choose(130, 97, 1, 1, "classical", Some(40), 0);
+        let plan = TilePlan::choose(130, 97, 1, 1, Some(40), 0, &classical);
         let acc = Tensor::zeros([1, 1, 130, 97], (Kind::Float, Device::Cpu));
         let ws = Tensor::zeros([1, 1, 130, 97], (Kind::Float, Device::Cpu));
         for t in plan.tiles() {
@@ -206,7 +210,8 @@ mod tests {
     fn tiles_fit_the_network() {
         // A 4000×3000 photo (padded to 4000×3008) under the default budget: every tile a
         // multiple of 32, every start a multiple of the SR scale.
-        let plan = TilePlan::choose(3008, 4000, 2, 32, "vml-map", None, 12 << 30);
+        let net = |h, w| iteration_bytes(&UNetConfig::shipped_default(), h, w);
+        let plan = TilePlan::choose(3008, 4000, 2, 32, None, 12 << 30, &net);
         assert!(plan.tiles().len() > 1);
         for t in plan.tiles() {
             assert_eq!(
@@ -215,20 +220,31 @@ mod tests {
                 "{t:?}"
             );
         }
-        let plan = TilePlan::choose(96, 160, 1, 32, "vml-map", Some(40), 0);
+        let plan = TilePlan::choose(96, 160, 1, 32, Some(40), 0, &net);
         assert!(plan.tiles().iter().all(|t| t.h % 32 == 0 && t.w % 32 == 0));
     }
 
     #[test]
-    fn auto_plan_follows_the_budget() {
-        assert!(
-            TilePlan::choose(3008, 4000, 1, 32, "vml-map", None, 12 << 30)
-                .tiles()
-                .len()
-                > 1
-        );
-        assert!(TilePlan::choose(256, 256, 1, 32, "vml-map", None, 12 << 30).is_whole());
-        assert!(TilePlan::choose(3000, 4000, 1, 1, "classical", None, 12 << 30).is_whole());
-        assert!(TilePlan::choose(100, 100, 1, 1, "classical", Some(0), 0).is_whole());
+    fn auto_plan_follows_the_budget_and_the_model() {
+        let small = |h, w| iteration_bytes(&UNetConfig::shipped_default(), h, w);
+        let ffhq = |h, w| iteration_bytes(&UNetConfig::ffhq_256(), h, w);
+        let gib = 1u64 << 30;
+        let photo = TilePlan::choose(3008, 4000, 1, 32, None, 12 * gib, &small);
+        assert!(photo.tiles().len() > 1);
+        // Every tile fits the budget.
+        assert!(small(photo.tile, photo.tile) <= 12 * gib);
+        assert!(TilePlan::choose(256, 256, 1, 32, None, 12 * gib, &small).is_whole());
+        // 1024² fits whole with the small network but not with the large one, whose tiles
+        // are smaller than the small network's would be.
+        assert!(TilePlan::choose(1024, 1024, 1, 32, None, 12 * gib, &small).is_whole());
+        let big = TilePlan::choose(1024, 1024, 1, 32, None, 12 * gib, &ffhq);
+        assert!(!big.is_whole());
+        assert!(big.tile < photo.tile);
+        assert!(ffhq(big.tile, big.tile) <= 12 * gib);
+        assert!(TilePlan::choose(3000, 4000, 1, 1, None, 12 * gib, &classical).is_whole());
+        assert!(TilePlan::choose(100, 100, 1, 1, Some(0), 0, &classical).is_whole());
+        // A thin strip is measured as the strip, not as a square.
+        let strip = TilePlan::choose(64, 4096, 1, 32, None, small(64, 4096), &small);
+        assert!(strip.is_whole());
     }
 }
