@@ -9,6 +9,8 @@ use super::timestep::timestep_embedding;
 use tch::{nn, Kind, Tensor};
 
 /// One entry of a `TimestepEmbedSequential`.
+// A few hundred layers built once per model: boxing the large variants would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 enum Layer {
     Conv(nn::Conv2D),
@@ -231,7 +233,7 @@ impl UNet {
             .silu()
             .apply(&self.time_embed.1);
         if let (Some(table), Some(y)) = (&self.label_emb, y) {
-            emb = emb + y.to_kind(Kind::Int64).apply(table);
+            emb += y.to_kind(Kind::Int64).apply(table);
         }
         // 2. Down path, keeping every output for the skips.
         let mut skips = Vec::with_capacity(self.input_blocks.len());
