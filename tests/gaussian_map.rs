@@ -358,7 +358,8 @@ fn dps_on_gaussian_prior() {
 fn svd_methods_refuse_operators_without_one() {
     let _serial = serial();
     let prior = GaussianPrior::smooth(SHAPE, cpu()).unwrap();
-    let op = NoSvd(sr_avgpool(SHAPE, 2));
+    let dense = sr_avgpool(SHAPE, 2);
+    let op = NoSvd(&dense);
     let y = op.forward(&prior.mean());
     let mut go = |_: Progress| Control::Continue;
     for (method, sigma_y) in [("ddrm", 0.0), ("vml-map-pre", 0.0), ("pigdm", 0.05)] {

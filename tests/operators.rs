@@ -2,6 +2,9 @@
 //! (square, non-square, odd, batch 2): adjoint, SVD reconstruction, orthonormal U and V,
 //! `H H⁺ H = H`, `H⁺` against the dense pseudo-inverse, and the error cases.
 
+mod common;
+
+use common::NoSvd;
 use tch::{Device, Kind, Tensor};
 use vml::operators::{self, Operator, OperatorError, PINV_RTOL};
 use vml::task::{Blur, SrKind, Task};
@@ -140,30 +143,6 @@ fn check_operator(op: &dyn Operator, seed: u64) {
         rel_err(&hx32.to_kind(Kind::Double), &hx) < 1e-4,
         "{name}: f32 forward"
     );
-}
-
-/// `op` without its SVD, to exercise the generic path of `norm_squared`.
-struct NoSvd<'a>(&'a dyn Operator);
-
-impl Operator for NoSvd<'_> {
-    fn name(&self) -> String {
-        self.0.name()
-    }
-    fn x_shape(&self) -> [i64; 3] {
-        self.0.x_shape()
-    }
-    fn y_shape(&self) -> [i64; 3] {
-        self.0.y_shape()
-    }
-    fn forward(&self, x: &Tensor) -> Tensor {
-        self.0.forward(x)
-    }
-    fn adjoint(&self, y: &Tensor) -> Tensor {
-        self.0.adjoint(y)
-    }
-    fn pinv(&self, y: &Tensor) -> Tensor {
-        self.0.pinv(y)
-    }
 }
 
 const SHAPES: [[i64; 3]; 4] = [[3, 8, 8], [3, 12, 10], [1, 9, 7], [2, 5, 11]];

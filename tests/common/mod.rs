@@ -205,10 +205,11 @@ pub fn cpu() -> Device {
     Device::Cpu
 }
 
-/// The same operator with its SVD hidden, for the "needs an SVD" errors.
-pub struct NoSvd(pub Dense);
+/// The same operator with its SVD hidden: for the "needs an SVD" errors and the generic
+/// paths of code that prefers the SVD.
+pub struct NoSvd<'a>(pub &'a dyn Operator);
 
-impl Operator for NoSvd {
+impl Operator for NoSvd<'_> {
     fn name(&self) -> String {
         format!("{} (no SVD)", self.0.name())
     }
