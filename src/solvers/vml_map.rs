@@ -14,8 +14,8 @@
 //!
 //! Step: `x ← x + γ η_i Jᵀ v` with `η_i = (‖H‖²/s_i² + 1/σ_i²)⁻¹`, the inverse curvature of
 //! the two terms along the stiffest direction when `J = I`, so γ = 1 is stable for any σ_y,
-//! σ_y = 0 included (then `η_i v` stays finite), and for any operator norm. Preconditioned: `x ← x + γ P_i Jᵀ v` with
-//! `P_i = V diag(1 / (s_k²/s_i² + 1/σ_i²)) Vᵀ`, which equals the doc's
+//! σ_y = 0 included (then `η_i v` stays finite), and for any operator norm. Preconditioned:
+//! `x ← x + γ P_i Jᵀ v` with `P_i = V diag(1 / (s_k²/s_i² + 1/σ_i²)) Vᵀ`, which equals the doc's
 //! `V[s_i² (ΣᵀΣ)⁺ + σ_i² (I − Σ⁺Σ)]Vᵀ` for zero and for large singular values and stays
 //! bounded by σ_i² for tiny ones (the doc's form divides by them).
 
@@ -191,8 +191,8 @@ impl Solver for VmlMap {
         }
         let mut x0 = x.shallow_clone();
         // ‖H‖² scales the data term's curvature: 1/16 for ×4 average pooling, whose data
-        // steps would otherwise be 16 times too short (docs/algorithm.md).
-        // An operator that measures nothing has no data term to scale.
+        // steps would otherwise be 16 times too short (docs/algorithm.md). An operator that
+        // measures nothing has no data term to scale.
         let l = Some(operators::norm_squared(op))
             .filter(|l| *l > 0.0)
             .unwrap_or(1.0);
