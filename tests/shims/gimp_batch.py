@@ -132,25 +132,29 @@ def deblur_motion_in_selection():
     return r
 
 
-def sr4():
+def whole_layer(gray=False, extra=None, **args):
+    """Runs the procedure on the whole first layer of a fresh copy of the test image (made
+    gray first when asked); `extra(img)` adds checks on the image before it is deleted."""
     img = load()
-    status, msg = call(img, img.get_layers()[0], task='sr4', method=METHOD)
+    if gray:
+        img.convert_grayscale()
+    status, msg = call(img, img.get_layers()[0], **args)
     r = {'status': status, 'message': msg}
     r.update(describe(img))
+    if extra:
+        r.update(extra(img))
     img.delete()
     return r
+
+
+def sr4():
+    return whole_layer(task='sr4', method=METHOD)
 
 
 def colorize_gray():
     # A gray image is converted to RGB first, so the colours have somewhere to go.
-    img = load()
-    img.convert_grayscale()
-    status, msg = call(img, img.get_layers()[0], task='colorize', method=METHOD)
-    r = {'status': status, 'message': msg}
-    r.update(describe(img))
-    r['rgb'] = img.get_base_type() == Gimp.ImageBaseType.RGB
-    img.delete()
-    return r
+    return whole_layer(gray=True, task='colorize', method=METHOD,
+                       extra=lambda img: {'rgb': img.get_base_type() == Gimp.ImageBaseType.RGB})
 
 
 def inpaint_without_selection():
@@ -162,35 +166,18 @@ def inpaint_without_selection():
 
 
 def missing_binary():
-    img = load()
-    status, msg = call(img, img.get_layers()[0], task='sr2', method=METHOD,
-                       vml_filter='/nonexistent/vml-filter')
-    r = {'status': status, 'message': msg}
-    r.update(describe(img))
-    img.delete()
-    return r
+    return whole_layer(task='sr2', method=METHOD, vml_filter='/nonexistent/vml-filter')
 
 
 def binary_error():
     # A model file that does not exist: vml-filter's own message must reach the caller.
-    img = load()
-    status, msg = call(img, img.get_layers()[0], task='sr2', method='vml-map',
-                       model='/nonexistent/model.safetensors', steps=2)
-    r = {'status': status, 'message': msg}
-    r.update(describe(img))
-    img.delete()
-    return r
+    return whole_layer(task='sr2', method='vml-map', model='/nonexistent/model.safetensors',
+                       steps=2)
 
 
 def gray_sr():
-    img = load()
-    img.convert_grayscale()
-    status, msg = call(img, img.get_layers()[0], task='sr2', method=METHOD)
-    r = {'status': status, 'message': msg}
-    r.update(describe(img))
-    r['gray'] = img.get_base_type() == Gimp.ImageBaseType.GRAY
-    img.delete()
-    return r
+    return whole_layer(gray=True, task='sr2', method=METHOD,
+                       extra=lambda img: {'gray': img.get_base_type() == Gimp.ImageBaseType.GRAY})
 
 
 def deep_alpha_sr():
