@@ -283,6 +283,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     std::fs::create_dir_all(&args.out)?;
     let device = parse_device(&args.device)?;
     let precision = args.precision;
+    crate::device::check_precision(device, precision)?;
     if args.overhead {
         return overhead::run(args, device, precision);
     }

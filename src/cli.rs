@@ -5,6 +5,7 @@
 
 use crate::error::{Error, Result};
 use crate::io::{self, Format, Limits};
+use crate::model::Precision;
 use crate::pipeline::{self, signals, ModelCache, Settings};
 use crate::solvers::{Control, SolverOptions};
 use crate::task::{Blur, SrKind, Task};
@@ -120,6 +121,9 @@ pub struct SolveArgs {
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, value_name = "DEV", default_value = "auto")]
     pub device: String,
+    /// The network's float type: fp32, or fp16 / bf16 on a CUDA device.
+    #[arg(long, value_name = "P", default_value = "fp32")]
+    pub precision: Precision,
     /// Reverse diffusion steps.
     #[arg(long, value_name = "N")]
     pub steps: Option<usize>,
@@ -400,6 +404,7 @@ impl SolveArgs {
                 .unwrap_or_else(|| pipeline::DEFAULT_METHOD.into()),
             model: self.model.clone(),
             device: self.device.clone(),
+            precision: self.precision,
             seed: self.seed,
             sigma_y: self.sigma_y,
             tile: self.tile,

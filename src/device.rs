@@ -1,6 +1,7 @@
 //! `--device auto|cpu|cuda|cuda:N`.
 
 use crate::error::{Error, Result};
+use crate::model::Precision;
 use tch::Device;
 
 /// Parses a device name; `auto` picks the first CUDA device when one is usable.
@@ -37,4 +38,16 @@ fn cuda(index: usize) -> Result<Device> {
         )));
     }
     Ok(Device::Cuda(index))
+}
+
+/// Half precisions are for GPUs: LibTorch's CPU kernels for them are slow or missing, and a
+/// user asking for one on a CPU most likely meant to be on a GPU.
+pub fn check_precision(device: Device, precision: Precision) -> Result<()> {
+    if device == Device::Cpu && precision != Precision::Fp32 {
+        return Err(Error::Usage(format!(
+            "--precision {} needs a CUDA device; on the CPU use fp32",
+            precision.name()
+        )));
+    }
+    Ok(())
 }

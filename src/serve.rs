@@ -224,6 +224,9 @@ fn settings_for(req: &Request, defaults: &Settings) -> Result<Settings> {
     if let Some(v) = &o.device {
         s.device = v.clone();
     }
+    if let Some(v) = &o.precision {
+        s.precision = v.parse().map_err(Error::Input)?;
+    }
     if let Some(v) = o.seed {
         s.seed = v;
     }

@@ -565,6 +565,15 @@ fn device_and_model_errors() {
         let r = run(&args(&["--sr", "2", "--device", "cuda"]), &img);
         assert_eq!(r.code, 5, "{}", r.context());
     }
+    // Half precision is for GPUs: refused on the CPU before anything is loaded.
+    let r = run(
+        &args(&["--sr", "2", "--device", "cpu", "--precision", "fp16"]),
+        &img,
+    );
+    assert_eq!(r.code, 2, "{}", r.context());
+    assert!(r.stderr.contains("CUDA"), "{}", r.stderr);
+    let r = run(&args(&["--sr", "2", "--precision", "fp8"]), &img);
+    assert_eq!(r.code, 2, "{}", r.context());
     let r = run(
         &[
             "--sr",

@@ -11,6 +11,8 @@
 //! Operators are explicit matrices (`common::Dense`): box inpainting, 2× average-pool SR,
 //! a 2×2 box blur (σ_y = 0: it has a null space and no tiny singular values, so the
 //! constrained MAP is well conditioned) and a Gaussian blur σ = 1 px (σ_y = 0.05).
+//!
+//! `VML_TEST_DEVICE=cuda` runs them all on a GPU (tests/gpu/device-run.sh does).
 
 mod common;
 
@@ -33,7 +35,7 @@ fn run(method: &str, op: &dyn Operator, sigma_y: f64, opts: &SolverOptions, seed
     let _serial = serial();
     tch::set_num_threads(1);
     tch::manual_seed(seed);
-    let prior = GaussianPrior::smooth(SHAPE, cpu()).unwrap();
+    let prior = GaussianPrior::smooth(SHAPE, test_device()).unwrap();
     let x = prior.sample(1);
     let hx = op.forward(&x);
     let y = &hx + Tensor::randn_like(&hx) * sigma_y;
@@ -183,7 +185,7 @@ fn vml_map_pre_stochastic_renoise() {
 fn vml_map_is_reproducible() {
     let _serial = serial();
     let op = sr_avgpool(SHAPE, 2);
-    let prior = GaussianPrior::smooth(SHAPE, cpu()).unwrap();
+    let prior = GaussianPrior::smooth(SHAPE, test_device()).unwrap();
     tch::manual_seed(3);
     let y = op.forward(&prior.sample(1));
     let o = SolverOptions {
@@ -219,7 +221,7 @@ fn vml_map_is_reproducible() {
 fn vml_map_stops_when_asked() {
     let _serial = serial();
     let op = sr_avgpool(SHAPE, 2);
-    let prior = GaussianPrior::smooth(SHAPE, cpu()).unwrap();
+    let prior = GaussianPrior::smooth(SHAPE, test_device()).unwrap();
     let y = op.forward(&prior.mean());
     let solver = solvers::build(
         "vml-map",
@@ -265,7 +267,7 @@ fn check_sampler(method: &str, op: &dyn Operator, sigma_y: f64, resid_tol: f64) 
     let _serial = serial();
     tch::set_num_threads(1);
     tch::manual_seed(1);
-    let prior = GaussianPrior::smooth(SHAPE, cpu()).unwrap();
+    let prior = GaussianPrior::smooth(SHAPE, test_device()).unwrap();
     let x = prior.sample(1);
     let hx = op.forward(&x);
     let y1 = &hx + Tensor::randn_like(&hx) * sigma_y;
@@ -357,7 +359,7 @@ fn dps_on_gaussian_prior() {
 #[test]
 fn svd_methods_refuse_operators_without_one() {
     let _serial = serial();
-    let prior = GaussianPrior::smooth(SHAPE, cpu()).unwrap();
+    let prior = GaussianPrior::smooth(SHAPE, test_device()).unwrap();
     let dense = sr_avgpool(SHAPE, 2);
     let op = NoSvd(&dense);
     let y = op.forward(&prior.mean());
@@ -411,7 +413,7 @@ fn production(task: Task, mask: Option<&Tensor>) -> Box<dyn Operator> {
 
 #[test]
 fn vml_map_pre_with_production_operators() {
-    let mask = Tensor::zeros([8, 8], (Kind::Float, cpu()));
+    let mask = Tensor::zeros([8, 8], (Kind::Float, test_device()));
     let _ = mask.narrow(0, 2, 4).narrow(1, 3, 4).fill_(1.0);
     let cases: Vec<(Box<dyn Operator>, f64)> = vec![
         (production(Task::Inpaint, Some(&mask)), 0.0),

@@ -6,7 +6,7 @@ use tch::{nn::VarStore, Device, Kind, Tensor};
 
 /// Arithmetic precision of the network's weights and activations. Half precisions are for
 /// CUDA; normalisation and softmax stay in float32 either way.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum Precision {
     #[default]
     Fp32,

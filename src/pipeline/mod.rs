@@ -10,6 +10,7 @@ mod tiles;
 use crate::diffusion::Denoiser;
 use crate::error::{Error, Result};
 use crate::io::{Limits, Picture};
+use crate::model::Precision;
 use crate::operators::{self, Operator};
 use crate::protocol::Stats;
 use crate::solvers::{self, Control, Problem, Progress, SolverOptions};
@@ -40,6 +41,8 @@ pub struct Settings {
     pub model: Option<String>,
     /// `auto`, `cpu`, `cuda`, `cuda:N`.
     pub device: String,
+    /// The network's float type; half precisions need a CUDA device.
+    pub precision: Precision,
     pub seed: u64,
     /// Measurement noise σ_y on the [-1, 1] scale.
     pub sigma_y: f64,
@@ -56,6 +59,7 @@ impl Default for Settings {
             method: DEFAULT_METHOD.into(),
             model: None,
             device: "auto".into(),
+            precision: Precision::Fp32,
             seed: 0,
             sigma_y: 0.0,
             tile: None,
@@ -87,32 +91,42 @@ impl Denoiser for NoNetwork {
 pub const DEFAULT_MODEL: &str = "default";
 
 /// Opens the denoiser for `model`: a registry name (`default`, `ffhq-256`, …) or a
-/// checkpoint path, resolved through the model search path (docs/models.md), on `device`.
-pub fn open_denoiser(model: Option<&str>, device: Device) -> Result<Box<dyn Denoiser>> {
+/// checkpoint path, resolved through the model search path (docs/models.md), on `device`
+/// in `precision`.
+pub fn open_denoiser(
+    model: Option<&str>,
+    device: Device,
+    precision: Precision,
+) -> Result<Box<dyn Denoiser>> {
     let spec = model.unwrap_or(DEFAULT_MODEL);
-    let network =
-        crate::model::registry::open(spec, None, device, crate::model::Precision::default())?;
+    let network = crate::model::registry::open(spec, None, device, precision)?;
     Ok(Box::new(crate::diffusion::EpsDenoiser::new(network)))
 }
 
-/// Denoisers kept loaded between requests (serve mode), keyed by model and device.
+/// Denoisers kept loaded between requests (serve mode), keyed by model, device and precision.
 #[derive(Default)]
 pub struct ModelCache {
-    loaded: HashMap<(String, String), Box<dyn Denoiser>>,
+    loaded: HashMap<(String, String, Precision), Box<dyn Denoiser>>,
 }
 
 impl ModelCache {
-    fn get(&mut self, method: &str, model: Option<&str>, device: Device) -> Result<&dyn Denoiser> {
+    fn get(
+        &mut self,
+        method: &str,
+        model: Option<&str>,
+        device: Device,
+        precision: Precision,
+    ) -> Result<&dyn Denoiser> {
         if NETWORK_FREE_METHODS.contains(&method) {
             return Ok(&NoNetwork);
         }
-        let key = (model.unwrap_or("").to_string(), format!("{device:?}"));
+        let key = (model.unwrap_or("").to_string(), format!("{device:?}"), precision);
         if !self.loaded.contains_key(&key) {
             log::info!(
                 "loading model {} on {device:?}",
                 model.unwrap_or("(default)")
             );
-            let d = open_denoiser(model, device)?;
+            let d = open_denoiser(model, device, precision)?;
             self.loaded.insert(key.clone(), d);
         }
         match self.loaded.get(&key) {
@@ -157,11 +171,17 @@ pub fn restore(
     // Everything about the input is checked before anything is loaded.
     validate(task, image, mask, limits)?;
     let device = crate::device::parse_device(&settings.device)?;
+    crate::device::check_precision(device, settings.precision)?;
     let solver = solvers::build(&settings.method, &settings.solver)?;
     if progress(0.0, "load") == Control::Stop {
         return Err(Error::Interrupted);
     }
-    let denoiser = models.get(&settings.method, settings.model.as_deref(), device)?;
+    let denoiser = models.get(
+        &settings.method,
+        settings.model.as_deref(),
+        device,
+        settings.precision,
+    )?;
     // LibTorch reports some failures (shape mismatches, allocation failures in some ops) by
     // panicking through tch: turn them into errors so a server survives them.
     let run = std::panic::AssertUnwindSafe(|| {

@@ -33,6 +33,8 @@ pub struct Options {
     pub method: Option<String>,
     pub model: Option<String>,
     pub device: Option<String>,
+    /// `fp32`, `fp16` or `bf16`.
+    pub precision: Option<String>,
     pub seed: Option<u64>,
     /// Measurement noise σ_y on the [-1, 1] scale.
     pub sigma_y: Option<f64>,

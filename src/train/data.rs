@@ -206,3 +206,85 @@ impl Photos {
         Tensor::stack(&crops, 0).to_kind(Kind::Float) / 127.5 - 1.0
     }
 }
+
+impl Photos {
+    /// Another handle on the same decoded photos (no copy), for a loader thread: `Tensor`
+    /// may move between threads but not be shared by reference.
+    fn share(&self) -> Self {
+        Self {
+            names: self.names.clone(),
+            images: self.images.iter().map(Tensor::shallow_clone).collect(),
+            cumulative: self.cumulative.clone(),
+            crop: self.crop,
+        }
+    }
+}
+
+/// What one training step draws, on the CPU: clean crops in `[-1, 1]`, timesteps and noise.
+pub struct Draw {
+    pub x0: Tensor,
+    pub t: Tensor,
+    pub noise: Tensor,
+}
+
+/// The draw of step `step`. It depends only on `(stream, step)`, which is what lets a resumed
+/// run, or a loader with any number of threads, draw exactly what a plain loop would.
+pub fn draw(photos: &Photos, stream: (u64, u64), step: i64, batch: i64, timesteps: u64) -> Draw {
+    let mut rng = SplitMix::new(mix_seed(stream.0, stream.1, step as u64));
+    let x0 = photos.batch(&mut rng, batch);
+    let t: Vec<i64> = (0..batch).map(|_| rng.below(timesteps) as i64).collect();
+    let noise = rng.normal(&x0.size());
+    Draw {
+        x0,
+        t: Tensor::from_slice(&t),
+        noise,
+    }
+}
+
+/// Draws steps `first, first + 1, …` on `threads` background threads, a couple of steps
+/// ahead, and hands them out in step order. On a GPU the crops and the Box–Muller noise cost
+/// more CPU time than the step itself; here they overlap it.
+pub struct Prefetch {
+    lanes: Vec<std::sync::mpsc::Receiver<Draw>>,
+    next: usize,
+}
+
+impl Prefetch {
+    pub fn new(
+        photos: &Photos,
+        stream: (u64, u64),
+        first: i64,
+        batch: i64,
+        timesteps: u64,
+        threads: usize,
+    ) -> Self {
+        let threads = threads.max(1);
+        let lanes = (0..threads)
+            .map(|lane| {
+                let (tx, rx) = std::sync::mpsc::sync_channel(2);
+                let photos = photos.share();
+                std::thread::spawn(move || {
+                    // Lane `lane` owns steps first + lane, first + lane + threads, …; it
+                    // ends when the trainer drops its receiver.
+                    let mut step = first + lane as i64;
+                    while tx
+                        .send(draw(&photos, stream, step, batch, timesteps))
+                        .is_ok()
+                    {
+                        step += threads as i64;
+                    }
+                });
+                rx
+            })
+            .collect();
+        Self { lanes, next: 0 }
+    }
+
+    /// The next step's draw, in order.
+    pub fn next_draw(&mut self) -> Result<Draw> {
+        let lane = &self.lanes[self.next % self.lanes.len()];
+        self.next += 1;
+        lane.recv()
+            .map_err(|_| Error::Input("a training-data loader thread stopped".into()))
+    }
+}

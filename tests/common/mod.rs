@@ -19,7 +19,9 @@ impl Mat {
         Mat { data, shape }
     }
     fn t(&self) -> Tensor {
-        Tensor::from_slice(&self.data).reshape(self.shape.as_slice())
+        Tensor::from_slice(&self.data)
+            .reshape(self.shape.as_slice())
+            .to_device(test_device())
     }
 }
 
@@ -203,6 +205,14 @@ pub fn rel_err(a: &Tensor, b: &Tensor) -> f64 {
 
 pub fn cpu() -> Device {
     Device::Cpu
+}
+
+/// Where the closed-form tests run: `VML_TEST_DEVICE` (`cpu`, `cuda`, `cuda:N`), else the CPU.
+pub fn test_device() -> Device {
+    match std::env::var("VML_TEST_DEVICE") {
+        Ok(name) => vml::device::parse_device(&name).expect("VML_TEST_DEVICE"),
+        Err(_) => Device::Cpu,
+    }
 }
 
 /// The same operator with its SVD hidden: for the "needs an SVD" errors and the generic
