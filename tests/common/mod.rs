@@ -19,9 +19,12 @@ impl Mat {
         Mat { data, shape }
     }
     fn t(&self) -> Tensor {
-        Tensor::from_slice(&self.data)
-            .reshape(self.shape.as_slice())
-            .to_device(test_device())
+        Tensor::from_slice(&self.data).reshape(self.shape.as_slice())
+    }
+    /// On the device of `like`: operators compute where their argument is, as the
+    /// production ones do.
+    fn on(&self, like: &Tensor) -> Tensor {
+        self.t().to_device(like.device())
     }
 }
 
@@ -76,13 +79,13 @@ impl Operator for Dense {
         self.y_shape
     }
     fn forward(&self, x: &Tensor) -> Tensor {
-        Self::img(&Self::flat(x).matmul(&self.h.t().tr()), self.y_shape)
+        Self::img(&Self::flat(x).matmul(&self.h.on(x).tr()), self.y_shape)
     }
     fn adjoint(&self, y: &Tensor) -> Tensor {
-        Self::img(&Self::flat(y).matmul(&self.h.t()), self.x_shape)
+        Self::img(&Self::flat(y).matmul(&self.h.on(y)), self.x_shape)
     }
     fn pinv(&self, y: &Tensor) -> Tensor {
-        Self::img(&Self::flat(y).matmul(&self.pinv.t().tr()), self.x_shape)
+        Self::img(&Self::flat(y).matmul(&self.pinv.on(y).tr()), self.x_shape)
     }
     fn svd(&self) -> Option<&dyn Svd> {
         Some(self)
@@ -91,16 +94,16 @@ impl Operator for Dense {
 
 impl Svd for Dense {
     fn vt(&self, x: &Tensor) -> Tensor {
-        Self::flat(x).matmul(&self.vh.t().tr())
+        Self::flat(x).matmul(&self.vh.on(x).tr())
     }
     fn v(&self, c: &Tensor) -> Tensor {
-        Self::img(&c.matmul(&self.vh.t()), self.x_shape)
+        Self::img(&c.matmul(&self.vh.on(c)), self.x_shape)
     }
     fn ut(&self, y: &Tensor) -> Tensor {
-        Self::flat(y).matmul(&self.u.t())
+        Self::flat(y).matmul(&self.u.on(y))
     }
     fn u(&self, c: &Tensor) -> Tensor {
-        Self::img(&c.matmul(&self.u.t().tr()), self.y_shape)
+        Self::img(&c.matmul(&self.u.on(c).tr()), self.y_shape)
     }
     fn singular_values(&self) -> Tensor {
         self.s.t()

@@ -18,6 +18,8 @@
 # training state split in parts of 15 MiB.
 set -u
 T0=$SECONDS
+STAGES=${STAGES:-tests,ffhq,serve,train,quality}
+want() { [[ ",$STAGES," == *",$1,"* ]]; }
 BUDGET=${BUDGET:-570}
 OUT=${OUT:?set OUT}
 R=/tmp/gpu-results
@@ -66,13 +68,13 @@ fi
 python3 -c 'import torch; print("python torch", torch.__version__, torch.version.cuda)' >>"$R/log.txt" 2>&1
 
 # 1. CUDA tests.
-stage cuda-tests 100 env VML_REQUIRE_CUDA=1 "$ROOT"/target/release/deps/cuda --test-threads=1 --nocapture
-stage gaussian-map-cuda 60 env VML_TEST_DEVICE=cuda "$ROOT"/target/release/deps/gaussian_map --test-threads=4
+want tests && stage cuda-tests 100 env VML_REQUIRE_CUDA=1 "$ROOT"/target/release/deps/cuda --test-threads=1 --nocapture
+want tests && stage gaussian-map-cuda 60 env VML_TEST_DEVICE=cuda "$ROOT"/target/release/deps/gaussian_map --test-threads=4
 
 # 2. The ffhq-256-shaped network: time and memory per method, fp32 and fp16.
-"$ROOT"/target/release/examples/random_checkpoint ffhq-256 /tmp/ffhq >>"$R/log.txt" 2>&1
+want ffhq && "$ROOT"/target/release/examples/random_checkpoint ffhq-256 /tmp/ffhq >>"$R/log.txt" 2>&1
 mkdir -p /tmp/one && cp "$ROOT/.dev/pack/val/lomiri-aitzgorri.png" /tmp/one/
-for p in fp16 fp32; do
+want ffhq && for p in fp16 fp32; do
     smi_start "$R/smi-ffhq-$p.csv"
     stage "ffhq-$p" 70 "$BIN" bench --images /tmp/one --out "$R/ffhq-$p" --size 256 \
         --tasks sr:4 --sigma-y 0.01 --model /tmp/ffhq/model.safetensors --device cuda \
@@ -81,7 +83,7 @@ for p in fp16 fp32; do
 done
 # Peak GPU memory of one VML-MAP restore (256² output) in its own process.
 python3 -c 'from PIL import Image; Image.open("/tmp/one/lomiri-aitzgorri.png").convert("RGB").resize((64, 64)).save("/tmp/low64.png")'
-for p in fp32 fp16; do
+want ffhq && for p in fp32 fp16; do
     smi_start "$R/smi-vml-map-$p.csv"
     stage "vml-map-memory-$p" 40 "$BIN" --sr 4 --model /tmp/ffhq/model.safetensors --device cuda \
         --precision "$p" --steps 10 --iters 3 -i /tmp/low64.png -o "/tmp/ffhq-$p.png"
@@ -108,12 +110,12 @@ serve_test() {
     done
     echo "4 processes: $((SECONDS - t)) s"
 }
-stage serve 45 bash -c "$(declare -f serve_test); BIN=$BIN; TIMEFORMAT=%R; time serve_test"
+want serve && stage serve 45 bash -c "$(declare -f serve_test); BIN=$BIN; TIMEFORMAT=%R; time serve_test"
 
 # 4. Training, with what is left minus the quality stage's share.
 rm -rf /tmp/run && cp -r "$ROOT/models/default/resume" /tmp/run
-TRAIN_S=$(( $(left) - 190 ))
-if [ "$TRAIN_S" -gt 60 ]; then
+TRAIN_S=$(( $(left) - $(want quality && echo 190 || echo 15) ))
+if want train && [ "$TRAIN_S" -gt 60 ]; then
     stage train $((TRAIN_S + 40)) "$BIN" train --out /tmp/run --resume --device cuda \
         --data "$ROOT/.dev/pack" --batch 64 --crop 128 --log-every 50 \
         --checkpoint-minutes 1.5 --minutes "$(python3 -c "print($TRAIN_S / 60)")"
@@ -123,7 +125,7 @@ MODEL=/tmp/run/ema.safetensors
 
 # 5. Quality against cost on the validation photos at 256², the new weights.
 Q=$(( $(left) - 15 ))
-if [ "$Q" -gt 20 ]; then
+if want quality && [ "$Q" -gt 20 ]; then
     stage quality "$Q" "$BIN" bench --images "$ROOT/.dev/pack/val" --out "$R/quality" --size 256 \
         --tasks sr:4,gauss:3,box --sigma-y 0.01 --model "$MODEL" --device cuda \
         --methods classical,vml-map:10x3,vml-map:20x3,vml-map,vml-map-pre,ddrm,pigdm,dps:100,dps:250,dps:1000
