@@ -47,7 +47,10 @@ fn network_on_cuda_matches_cpu() {
     ] {
         let net = registry::open("default", None, gpu, precision).unwrap();
         let err = rel_err(&net.forward(&x, &t), &reference);
-        eprintln!("{}: relative error against the CPU {err:.2e}", precision.name());
+        eprintln!(
+            "{}: relative error against the CPU {err:.2e}",
+            precision.name()
+        );
         assert!(err < tol, "{}: {err} ≥ {tol}", precision.name());
     }
 }
@@ -71,17 +74,37 @@ fn binary_restores_on_cuda_as_on_cpu() {
     if cuda().is_none() {
         return;
     }
-    let photo = image::open(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/demo/dandelion.png"))
-        .unwrap();
+    let photo = image::open(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/demo/dandelion.png"
+    ))
+    .unwrap();
     let (w, h) = photo.dimensions();
     let clean = photo.crop_imm(w / 2 - 48, h / 2 - 48, 96, 96);
-    let low = run(&["degrade", "--sr", "2", "--sigma-y", "0.01", "--seed", "1"], &png(&clean));
+    let low = run(
+        &["degrade", "--sr", "2", "--sigma-y", "0.01", "--seed", "1"],
+        &png(&clean),
+    );
     assert_eq!(low.code, 0, "{}", low.context());
     let restore = |device: &str, precision: &str| {
         let r = run(
             &[
-                "--sr", "2", "--sigma-y", "0.01", "--method", "vml-map", "--steps", "10",
-                "--iters", "2", "--seed", "4", "--device", device, "--precision", precision,
+                "--sr",
+                "2",
+                "--sigma-y",
+                "0.01",
+                "--method",
+                "vml-map",
+                "--steps",
+                "10",
+                "--iters",
+                "2",
+                "--seed",
+                "4",
+                "--device",
+                device,
+                "--precision",
+                precision,
             ],
             &low.stdout,
         );

@@ -98,10 +98,12 @@ fn check(method: &str, op: &dyn Operator, sigma_y: f64, o: &SolverOptions, tol: 
     );
 }
 
-// Plain VML-MAP: N = 200 steps, K = 20 iterations (4000 VJPs), γ = 1.
+// Plain VML-MAP: N = 200 steps, K = 20 iterations (4000 VJPs), default γ and κ.
 const PLAIN: (usize, usize) = (200, 20);
-// Preconditioned: N = 100, K = 10 (1000 VJPs).
-const PRE: (usize, usize) = (100, 10);
+// Preconditioned: N = 100, K = 17 (1700 VJPs). The default cap κ = 0.6 shortens its steps
+// to 0.6 of γ = 1 (a Gaussian denoiser never expands, so here the cap only slows it): K = 10
+// reached 1.19e-2 on the Gaussian blur with κ, 1.00e-2 without.
+const PRE: (usize, usize) = (100, 17);
 
 #[test]
 fn vml_map_inpaint() {

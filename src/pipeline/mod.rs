@@ -120,7 +120,11 @@ impl ModelCache {
         if NETWORK_FREE_METHODS.contains(&method) {
             return Ok(&NoNetwork);
         }
-        let key = (model.unwrap_or("").to_string(), format!("{device:?}"), precision);
+        let key = (
+            model.unwrap_or("").to_string(),
+            format!("{device:?}"),
+            precision,
+        );
         if !self.loaded.contains_key(&key) {
             log::info!(
                 "loading model {} on {device:?}",

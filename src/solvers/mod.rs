@@ -95,6 +95,10 @@ pub struct SolverOptions {
     /// VML-MAP step size γ, relative to the σ_y-aware scale `(1/s_i² + 1/σ_i²)⁻¹`
     /// (docs/algorithm.md). Default 2 (vml-map), 1 (vml-map-pre).
     pub step_size: Option<f64>,
+    /// VML-MAP cap κ on the prior's share of a step: along directions the measurement does
+    /// not see, a step moves x at most κ of the way to D(x) (γ is lowered where it would move
+    /// it further). Default 0.6; see docs/algorithm.md, "Step size and a sharper model".
+    pub prior_step_cap: Option<f64>,
     /// VML-MAP floor `c` of the effective measurement variance `s_i² = σ_y² + c σ_i²`, which
     /// keeps σ_y = 0 well posed and anneals the data term. Default 0.1; must be > 0 for
     /// vml-map-pre.

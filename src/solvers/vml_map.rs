@@ -35,6 +35,7 @@ pub struct VmlMap {
     pub steps: usize,
     pub iters: usize,
     pub step_size: f64,
+    pub prior_step_cap: f64,
     pub sigma_y_floor: f64,
     pub renoise: Renoise,
     pub init: Init,
@@ -55,6 +56,11 @@ impl VmlMap {
     /// 0.2–6.8 dB on our validation photos.
     pub const DEFAULT_SIGMA_MAX: f64 = 10.0;
     pub const DEFAULT_SIGMA_Y_FLOOR: f64 = 0.1;
+    /// κ: a denoiser whose Jacobian expands some directions (a sharpening network does)
+    /// multiplies them by about 1 + κ(λ − 1) per iteration; 0.6 kept SR×4 free of the
+    /// resulting streaks with the step-5834 model and leaves blur and inpainting steps as
+    /// they were (docs/algorithm.md, "Step size and a sharper model").
+    pub const DEFAULT_PRIOR_STEP_CAP: f64 = 0.6;
     pub const DEFAULT_RENOISE: Renoise = Renoise::Stochastic;
     pub const DEFAULT_INIT: Init = Init::Pinv;
     pub const DEFAULT_RHO: f64 = 7.0;
@@ -70,6 +76,7 @@ impl VmlMap {
             } else {
                 Self::DEFAULT_STEP_SIZE
             }),
+            prior_step_cap: opts.prior_step_cap.unwrap_or(Self::DEFAULT_PRIOR_STEP_CAP),
             sigma_y_floor: opts.sigma_y_floor.unwrap_or(Self::DEFAULT_SIGMA_Y_FLOOR),
             renoise: opts.renoise.unwrap_or(Self::DEFAULT_RENOISE),
             init: opts.init.unwrap_or(Self::DEFAULT_INIT),
@@ -84,6 +91,12 @@ impl VmlMap {
             return Err(Error::Usage(format!(
                 "step size must be > 0, got {}",
                 s.step_size
+            )));
+        }
+        if s.prior_step_cap.is_nan() || s.prior_step_cap <= 0.0 {
+            return Err(Error::Usage(format!(
+                "prior_step_cap must be > 0, got {}",
+                s.prior_step_cap
             )));
         }
         if !(s.sigma_y_floor.is_finite() && s.sigma_y_floor >= 0.0) {
@@ -206,6 +219,10 @@ impl Solver for VmlMap {
             let pdiag = spectrum
                 .as_ref()
                 .map(|s| (s.square() * sigma2 + s2).reciprocal() * (l * sigma2 + s2));
+            // Along H's null space a step moves x by γ a (plain) or γ (preconditioned: P
+            // there is σ_i²) of the way to D when J = I; κ caps that share.
+            let prior_share = if svd.is_some() { 1.0 } else { a };
+            let gamma = self.step_size.min(self.prior_step_cap / prior_share);
             for _ in 0..self.iters {
                 let xi = &x;
                 let (_, jtg) = denoise_vjp(denoiser, xi, sigma, |d| {
@@ -217,7 +234,7 @@ impl Solver for VmlMap {
                     (Some(svd), Some(p)) => tch::no_grad(|| svd.v(&(svd.vt(&jtg) * p))),
                     _ => jtg,
                 };
-                x = (&x + step * self.step_size).detach();
+                x = (&x + step * gamma).detach();
             }
             x0 = tch::no_grad(|| denoiser.denoise(&x, sigma));
             count.forwards += 1;
