@@ -23,7 +23,8 @@ mod adam;
 mod data;
 
 pub use adam::Adam;
-pub use data::{draw, mix_seed, read_rgb, Draw, Photos, Prefetch, SplitMix};
+use data::Prefetch;
+pub use data::{mix_seed, read_rgb, Photos, SplitMix};
 
 use crate::device::parse_device;
 use crate::error::{Error, Result};

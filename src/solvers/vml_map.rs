@@ -57,9 +57,9 @@ impl VmlMap {
     pub const DEFAULT_SIGMA_MAX: f64 = 10.0;
     pub const DEFAULT_SIGMA_Y_FLOOR: f64 = 0.1;
     /// κ: a denoiser whose Jacobian expands some directions (a sharpening network does)
-    /// multiplies them by about 1 + κ(λ − 1) per iteration; 0.6 kept SR×4 free of the
-    /// resulting streaks with the step-5834 model and leaves blur and inpainting steps as
-    /// they were (docs/algorithm.md, "Step size and a sharper model").
+    /// multiplies them by about 1 + κ(λ − 1) per iteration; 0.6 took SR×4 back from the
+    /// streaks γ = 2 drew with the step-5834 model (a few remain) and leaves blur and
+    /// inpainting steps as they were (docs/algorithm.md, "Step size and a sharper model").
     pub const DEFAULT_PRIOR_STEP_CAP: f64 = 0.6;
     pub const DEFAULT_RENOISE: Renoise = Renoise::Stochastic;
     pub const DEFAULT_INIT: Init = Init::Pinv;
