@@ -55,18 +55,13 @@ fn network_on_cuda_matches_cpu() {
     }
 }
 
-/// PSNR in dB between two 8-bit RGB images of one size.
+/// PSNR in dB between two 8-bit RGB images of one size (`vml::metrics::psnr` on [0, 1]).
 fn psnr8(a: &DynamicImage, b: &DynamicImage) -> f64 {
-    let (a, b) = (a.to_rgb8(), b.to_rgb8());
+    let unit = |img: &DynamicImage| {
+        Tensor::from_slice(img.to_rgb8().as_raw()).to_kind(Kind::Double) / 255.0
+    };
     assert_eq!(a.dimensions(), b.dimensions());
-    let mse = a
-        .as_raw()
-        .iter()
-        .zip(b.as_raw())
-        .map(|(&p, &q)| (p as f64 - q as f64).powi(2))
-        .sum::<f64>()
-        / a.as_raw().len() as f64;
-    10.0 * (255.0f64.powi(2) / mse.max(1e-12)).log10()
+    vml::metrics::psnr(&unit(a), &unit(b))
 }
 
 #[test]

@@ -244,29 +244,33 @@ fn binary_args(
 ) -> Vec<String> {
     let steps = method.options.steps.unwrap_or(50).to_string();
     let iters = method.options.iters.unwrap_or(3).to_string();
-    let fixed = [
-        "--sr", "4", "--method", "vml-map", "--steps", &steps, "--iters", &iters,
-    ];
-    let mut v: Vec<String> = fixed.iter().map(|s| s.to_string()).collect();
-    v.extend([
-        "--seed".into(),
-        seed.to_string(),
-        "--model".into(),
-        model.into(),
-    ]);
-    v.extend([
-        "--device".into(),
-        device.into(),
-        "--progress".into(),
-        "none".into(),
-    ]);
-    v.extend([
-        "--quiet".into(),
-        "-i".into(),
-        input.to_string_lossy().into_owned(),
-    ]);
-    v.extend(["-o".into(), output.to_string_lossy().into_owned()]);
-    v
+    let seed = seed.to_string();
+    let (input, output) = (input.to_string_lossy(), output.to_string_lossy());
+    [
+        "--sr",
+        "4",
+        "--method",
+        "vml-map",
+        "--steps",
+        &steps,
+        "--iters",
+        &iters,
+        "--seed",
+        &seed,
+        "--model",
+        model,
+        "--device",
+        device,
+        "--progress",
+        "none",
+        "--quiet",
+        "-i",
+        &input,
+        "-o",
+        &output,
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 fn run_binary(exe: &std::path::Path, args: &[String]) -> Result<()> {

@@ -181,6 +181,17 @@ impl Photos {
         &self.names
     }
 
+    /// Another handle on the same decoded photos (no copy), for a loader thread: `Tensor`
+    /// may move between threads but not be shared by reference.
+    fn share(&self) -> Self {
+        Self {
+            names: self.names.clone(),
+            images: self.images.iter().map(Tensor::shallow_clone).collect(),
+            cumulative: self.cumulative.clone(),
+            crop: self.crop,
+        }
+    }
+
     /// `n` random crops as float32 in `[-1, 1]`, `(n, 3, crop, crop)`, on the CPU.
     pub fn batch(&self, rng: &mut SplitMix, n: i64) -> Tensor {
         let total = *self.cumulative.last().unwrap_or(&1.0);
@@ -204,19 +215,6 @@ impl Photos {
             })
             .collect();
         Tensor::stack(&crops, 0).to_kind(Kind::Float) / 127.5 - 1.0
-    }
-}
-
-impl Photos {
-    /// Another handle on the same decoded photos (no copy), for a loader thread: `Tensor`
-    /// may move between threads but not be shared by reference.
-    fn share(&self) -> Self {
-        Self {
-            names: self.names.clone(),
-            images: self.images.iter().map(Tensor::shallow_clone).collect(),
-            cumulative: self.cumulative.clone(),
-            crop: self.crop,
-        }
     }
 }
 
