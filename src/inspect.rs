@@ -39,6 +39,7 @@ pub struct EvalNetArgs {
 pub fn eval_net(args: &EvalNetArgs) -> Result<()> {
     let device = parse_device(&args.device)?;
     let precision = args.precision;
+    crate::device::check_precision(device, precision)?;
     let net = load_network(&args.model, args.arch.as_deref(), device, precision)?;
     let x = read_npy(&args.input)?;
     let cfg = net.config();

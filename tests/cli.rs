@@ -572,6 +572,26 @@ fn device_and_model_errors() {
     );
     assert_eq!(r.code, 2, "{}", r.context());
     assert!(r.stderr.contains("CUDA"), "{}", r.stderr);
+    let r = run(
+        &[
+            "eval-net",
+            "--model",
+            "/nonexistent/model.pt",
+            "--input",
+            "x.npy",
+            "--output",
+            "y.npy",
+            "--timestep",
+            "10",
+            "--device",
+            "cpu",
+            "--precision",
+            "bf16",
+        ],
+        b"",
+    );
+    assert_eq!(r.code, 2, "{}", r.context());
+    assert!(r.stderr.contains("CUDA"), "{}", r.stderr);
     let r = run(&args(&["--sr", "2", "--precision", "fp8"]), &img);
     assert_eq!(r.code, 2, "{}", r.context());
     let r = run(

@@ -92,18 +92,8 @@ impl Solver for Ddrm {
 
         let _guard = tch::no_grad_guard();
         // Singular values padded to D, with the small ones zeroed.
-        let s_m = svd
-            .singular_values()
-            .to_kind(Kind::Float)
-            .to_device(y.device())
-            .flatten(0, -1);
+        let s_m = super::singular_values(svd, op, d, y.device())?;
         let m = s_m.size()[0];
-        if m > d {
-            return Err(Error::Input(format!(
-                "{} reports {m} singular values for {d} pixels",
-                op.name()
-            )));
-        }
         let s_m = s_m.where_self(&s_m.ge(self.svd_cutoff), &s_m.zeros_like());
         let s = Tensor::cat(&[s_m.shallow_clone(), Tensor::zeros([d - m], opts)], 0);
         let pad = |t: Tensor| Tensor::cat(&[t, Tensor::zeros([n, d - m], opts)], 1);

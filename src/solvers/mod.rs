@@ -303,3 +303,26 @@ pub(crate) fn require_svd<'a>(
         ))
     })
 }
+
+/// The operator's singular values as one flat float vector on `device`, checked against the
+/// image dimension `d` (an SVD with more singular values than pixels is malformed).
+pub(crate) fn singular_values(
+    svd: &dyn crate::operators::Svd,
+    op: &dyn Operator,
+    d: i64,
+    device: tch::Device,
+) -> Result<Tensor> {
+    let s = svd
+        .singular_values()
+        .to_kind(Kind::Float)
+        .to_device(device)
+        .flatten(0, -1);
+    let m = s.size()[0];
+    if m > d {
+        return Err(Error::Input(format!(
+            "{} reports {m} singular values for {d} pixels",
+            op.name()
+        )));
+    }
+    Ok(s)
+}

@@ -85,23 +85,9 @@ impl Solver for Pigdm {
         let mut noise = Noise::new(seed);
 
         // Guidance direction h for a residual, and the singular values it needs.
-        let spectrum = match svd {
-            Some(svd) => {
-                let s = svd
-                    .singular_values()
-                    .to_kind(Kind::Float)
-                    .to_device(y.device())
-                    .flatten(0, -1);
-                if s.size()[0] > d {
-                    return Err(Error::Input(format!(
-                        "{} reports more singular values than pixels",
-                        op.name()
-                    )));
-                }
-                Some(s)
-            }
-            None => None,
-        };
+        let spectrum = svd
+            .map(|svd| super::singular_values(svd, op, d, y.device()))
+            .transpose()?;
         let direction = |resid: &Tensor, r2: f64| -> Tensor {
             match (svd, &spectrum) {
                 (Some(svd), Some(s)) => {

@@ -173,19 +173,9 @@ impl Solver for VmlMap {
         // Singular values padded with zeros to the image dimension D (the null space of H).
         let spectrum = match svd {
             Some(svd) => {
-                let s = svd
-                    .singular_values()
-                    .to_kind(Kind::Float)
-                    .to_device(y.device())
-                    .flatten(0, -1);
                 let d: i64 = size[1..].iter().product();
+                let s = super::singular_values(svd, op, d, y.device())?;
                 let m = s.size()[0];
-                if m > d {
-                    return Err(Error::Input(format!(
-                        "{} reports {m} singular values for {d} pixels",
-                        op.name()
-                    )));
-                }
                 Some(Tensor::cat(&[s, Tensor::zeros([d - m], opts)], 0))
             }
             None => None,
