@@ -6,27 +6,25 @@ method, PSNR dB / SSIM at each σ_y, and the method's network passes and mean wa
 Cells are means over the photos that finished; a method whose photo count differs between
 cells is marked with the count, so a partial run cannot pass for a complete one.
 """
-import csv
 import sys
-from collections import defaultdict
+
+import bench_rows
 
 
 def main(path):
-    rows = [r for r in csv.DictReader(open(path)) if r["status"] == "ok"]
+    cells = bench_rows.groups(path)
     tasks, methods, levels = [], [], []
-    cells = defaultdict(list)
-    for r in rows:
-        for seen, v in ((tasks, r["task"]), (methods, r["method"]), (levels, float(r["sigma_y"]))):
+    for task, sigma_y, method in cells:
+        for seen, v in ((tasks, task), (methods, method), (levels, sigma_y)):
             if v not in seen:
                 seen.append(v)
-        cells[(r["task"], r["method"], float(r["sigma_y"]))].append(r)
     levels.sort()
     head = " | ".join(f"σ_y = {s:g}" for s in levels)
     print(f"| task | method | {head} | fwd / VJP | wall s |")
     print("|---|---|" + "---|" * len(levels) + "---:|---:|")
     for t in tasks:
         for m in methods:
-            got = [cells.get((t, m, s), []) for s in levels]
+            got = [cells.get((t, s, m), []) for s in levels]
             if not any(got):
                 continue
             counts = {len(g) for g in got if g}

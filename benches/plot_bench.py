@@ -8,9 +8,10 @@ mean wall time, and against network passes (forwards + VJPs). Specs of one metho
 joined by a line in order of cost, so a sweep reads as a curve. Needs matplotlib
 (`make bench-plots` installs it into the venv).
 """
-import csv
 import sys
 from collections import defaultdict
+
+import bench_rows
 
 import matplotlib
 
@@ -19,17 +20,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 
 def means(path):
-    groups = defaultdict(list)
-    with open(path, newline="") as f:
-        for r in csv.DictReader(f):
-            if r["status"] == "ok":
-                groups[(r["task"], float(r["sigma_y"]), r["method_name"], r["method"])].append(r)
     out = defaultdict(list)
-    for (task, sy, name, spec), rows in groups.items():
+    for (task, sy, spec), rows in bench_rows.groups(path).items():
         n = len(rows)
         out[(task, sy)].append(
             {
-                "name": name,
+                "name": rows[0]["method_name"],
                 "spec": spec,
                 "psnr": sum(float(r["psnr"]) for r in rows) / n,
                 "wall": sum(float(r["wall_s"]) for r in rows) / n,
