@@ -122,8 +122,8 @@ pub struct SolverOptions {
     pub eta_b: Option<f64>,
     /// DDRM: singular values below this count as zero (null space). Default 3e-2.
     pub svd_cutoff: Option<f64>,
-    /// Clamp x̂0 to [-1, 1] inside the steps: DPS (default true, as its reference code)
-    /// and ΠGDM (default false).
+    /// Clamp x̂0 to [-1, 1] inside the steps: VML-MAP (the x̂0 each level re-noises from;
+    /// default true), DPS (default true, as its reference code) and ΠGDM (default false).
     pub clip_denoised: Option<bool>,
 }
 

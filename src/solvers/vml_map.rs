@@ -8,7 +8,8 @@
 //! ∇VML_S(x) = −Jᵀ v,   v = (D − x)/σ_i² + Hᵀ(y − H D)/s_i²,   s_i² = σ_y² + c σ_i²
 //! ```
 //!
-//! (one vector-Jacobian product each), then `x̂0 = D(x, σ_i)` and a re-noise to σ_{i+1}.
+//! (one vector-Jacobian product each), then `x̂0 = D(x, σ_i)` clamped to [-1, 1] and a
+//! re-noise to σ_{i+1}.
 //! `s_i²` is the measurement variance with an annealed floor `c σ_i²` (our choice, inferred
 //! from MAPGA's λ): it keeps σ_y = 0 well posed and tends to σ_y² as σ_i → 0.
 //!
@@ -42,6 +43,7 @@ pub struct VmlMap {
     pub sigma_min: Option<f64>,
     pub sigma_max: Option<f64>,
     pub rho: f64,
+    pub clip_denoised: bool,
 }
 
 impl VmlMap {
@@ -64,6 +66,12 @@ impl VmlMap {
     pub const DEFAULT_RENOISE: Renoise = Renoise::Stochastic;
     pub const DEFAULT_INIT: Init = Init::Pinv;
     pub const DEFAULT_RHO: f64 = 7.0;
+    /// The x̂0 a level hands to the next is clamped to the image range [-1, 1]. Where the
+    /// measurement does not reach (colour in colorization, large holes) nothing else bounds
+    /// it, and after K steps at a large σ the network sees less noise than σ and its x̂0
+    /// leaves the range by far; unclamped, that drew a purple cast over every colorized
+    /// photo (docs/algorithm.md, "Clamping x̂0").
+    pub const DEFAULT_CLIP_DENOISED: bool = true;
 
     /// Resolves `opts` against the defaults and checks them.
     pub fn new(opts: &SolverOptions, precondition: bool) -> Result<Self> {
@@ -83,6 +91,7 @@ impl VmlMap {
             sigma_min: opts.sigma_min,
             sigma_max: opts.sigma_max,
             rho: opts.rho.unwrap_or(Self::DEFAULT_RHO),
+            clip_denoised: opts.clip_denoised.unwrap_or(Self::DEFAULT_CLIP_DENOISED),
         };
         if s.steps == 0 || s.iters == 0 {
             return Err(Error::Usage("vml-map needs steps ≥ 1 and iters ≥ 1".into()));
@@ -227,6 +236,9 @@ impl Solver for VmlMap {
                 x = (&x + step * gamma).detach();
             }
             x0 = tch::no_grad(|| denoiser.denoise(&x, sigma));
+            if self.clip_denoised {
+                x0 = x0.clamp(-1.0, 1.0);
+            }
             count.forwards += 1;
             if let Some(&next) = sigmas.get(i + 1) {
                 x = match self.renoise {
