@@ -142,8 +142,17 @@ fn colorizing_does_not_cast_a_colour() {
     let grey_psnr = psnr(&decode(&grey.stdout).to_rgb8(), &clean);
     let r = run(
         &[
-            "--colorize", "--method", "vml-map", "--model", "default", "--device", "cpu",
-            "--steps", "20", "--iters", "3",
+            "--colorize",
+            "--method",
+            "vml-map",
+            "--model",
+            "default",
+            "--device",
+            "cpu",
+            "--steps",
+            "20",
+            "--iters",
+            "3",
         ],
         &grey.stdout,
     );
