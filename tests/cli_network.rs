@@ -9,14 +9,9 @@ use cli_common::*;
 use image::GenericImageView;
 use serde_json::json;
 
-const NET: &[&str] = &[
-    "--method", "vml-map", "--model", "default", "--device", "cpu", "--steps", "2", "--iters", "1",
-];
-
+/// VML-MAP with two steps of one iteration on the default model, then `extra`.
 fn net<'a>(extra: &[&'a str]) -> Vec<&'a str> {
-    let mut v: Vec<&str> = NET.to_vec();
-    v.extend_from_slice(extra);
-    v
+    [&on_default_model("vml-map", "2", "1")[..], extra].concat()
 }
 
 #[test]
@@ -78,86 +73,45 @@ fn serve_keeps_the_network_loaded() {
 #[test]
 fn deblurring_a_rounded_measurement_does_not_blow_up() {
     let clean = dandelion_crop();
-    let clean_png = png(&image::DynamicImage::ImageRgb8(clean.clone()));
+    let clean_png = png(&clean);
     let blurred = run(&["degrade", "--deblur", "gaussian:3"], &clean_png);
     assert_eq!(blurred.code, 0, "{}", blurred.context());
     for method in ["vml-map", "pigdm"] {
         let r = run(
             &[
-                "--deblur",
-                "gaussian:3",
-                "--method",
-                method,
-                "--model",
-                "default",
-                "--device",
-                "cpu",
-                "--steps",
-                "10",
-                "--iters",
-                "1",
-            ],
+                &["--deblur", "gaussian:3"][..],
+                &on_default_model(method, "10", "1"),
+            ]
+            .concat(),
             &blurred.stdout,
         );
         assert_eq!(r.code, 0, "{}", r.context());
-        let psnr = psnr(&decode(&r.stdout).to_rgb8(), &clean);
+        let psnr = psnr8(&decode(&r.stdout), &clean);
         assert!(psnr > 18.0, "{method}: {psnr:.1} dB");
     }
 }
 
-/// PSNR in dB of two 8-bit RGB images of one size.
-fn psnr(a: &image::RgbImage, b: &image::RgbImage) -> f64 {
-    let mse: f64 = a
-        .as_raw()
-        .iter()
-        .zip(b.as_raw())
-        .map(|(x, y)| ((*x as f64 - *y as f64) / 255.0).powi(2))
-        .sum::<f64>()
-        / a.as_raw().len() as f64;
-    -10.0 * mse.log10()
-}
-
 /// 64² of the bundled photo.
-fn dandelion_crop() -> image::RgbImage {
-    image::open(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/docs/demo/dandelion.png"
-    ))
-    .unwrap()
-    .crop_imm(96, 96, 64, 64)
-    .to_rgb8()
+fn dandelion_crop() -> image::DynamicImage {
+    demo_photo().crop_imm(96, 96, 64, 64)
 }
 
 /// Colour is unmeasured everywhere in colorization, so nothing but the clamp of x̂0 to the
 /// image range holds it: without it VML-MAP drew a saturated blue or purple cast (6.6 dB
-/// here, against 20.6 dB for the grey image itself; docs/algorithm.md, "Colorization").
+/// here, against 20.6 dB for the grey image itself; docs/algorithm.md, "Clamping x̂0 and
+/// colorization").
 #[test]
 fn colorizing_does_not_cast_a_colour() {
     let clean = dandelion_crop();
-    let grey = run(
-        &["degrade", "--colorize"],
-        &png(&image::DynamicImage::ImageRgb8(clean.clone())),
-    );
+    let grey = run(&["degrade", "--colorize"], &png(&clean));
     assert_eq!(grey.code, 0, "{}", grey.context());
-    let grey_psnr = psnr(&decode(&grey.stdout).to_rgb8(), &clean);
+    let grey_psnr = psnr8(&decode(&grey.stdout), &clean);
     let r = run(
-        &[
-            "--colorize",
-            "--method",
-            "vml-map",
-            "--model",
-            "default",
-            "--device",
-            "cpu",
-            "--steps",
-            "20",
-            "--iters",
-            "3",
-        ],
+        &[&["--colorize"][..], &on_default_model("vml-map", "20", "3")].concat(),
         &grey.stdout,
     );
     assert_eq!(r.code, 0, "{}", r.context());
-    let out = psnr(&decode(&r.stdout).to_rgb8(), &clean);
+    let out = psnr8(&decode(&r.stdout), &clean);
     assert!(
         out > grey_psnr - 5.0,
         "VML-MAP {out:.1} dB, the grey image {grey_psnr:.1} dB"

@@ -8,7 +8,7 @@
 mod cli_common;
 
 use cli_common::*;
-use image::{DynamicImage, GenericImageView};
+use image::GenericImageView;
 use tch::{Device, Kind, Tensor};
 use vml::model::{registry, Precision};
 
@@ -55,25 +55,12 @@ fn network_on_cuda_matches_cpu() {
     }
 }
 
-/// PSNR in dB between two 8-bit RGB images of one size (`vml::metrics::psnr` on [0, 1]).
-fn psnr8(a: &DynamicImage, b: &DynamicImage) -> f64 {
-    let unit = |img: &DynamicImage| {
-        Tensor::from_slice(img.to_rgb8().as_raw()).to_kind(Kind::Double) / 255.0
-    };
-    assert_eq!(a.dimensions(), b.dimensions());
-    vml::metrics::psnr(&unit(a), &unit(b))
-}
-
 #[test]
 fn binary_restores_on_cuda_as_on_cpu() {
     if cuda().is_none() {
         return;
     }
-    let photo = image::open(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/docs/demo/dandelion.png"
-    ))
-    .unwrap();
+    let photo = demo_photo();
     let (w, h) = photo.dimensions();
     let clean = photo.crop_imm(w / 2 - 48, h / 2 - 48, 96, 96);
     let low = run(

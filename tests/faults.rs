@@ -190,24 +190,14 @@ fn sigint_during_a_restore_leaves_the_output_alone() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out.png");
     std::fs::write(&out, b"precious").unwrap();
-    let mut child = command(&[
-        "--denoise",
-        "0.2",
-        "--method",
-        "vml-map",
-        "--model",
-        "default",
-        "--device",
-        "cpu",
-        "--steps",
-        "500",
-        "--iters",
-        "1",
-        "--progress",
-        "json",
-        "-o",
-        out.to_str().unwrap(),
-    ])
+    let mut child = command(
+        &[
+            &["--denoise", "0.2"][..],
+            &on_default_model("vml-map", "500", "1"),
+            &["--progress", "json", "-o", out.to_str().unwrap()],
+        ]
+        .concat(),
+    )
     .stdin(Stdio::piped())
     .stdout(Stdio::piped())
     .stderr(Stdio::piped())

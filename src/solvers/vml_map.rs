@@ -70,7 +70,7 @@ impl VmlMap {
     /// measurement does not reach (colour in colorization, large holes) nothing else bounds
     /// it, and after K steps at a large σ the network sees less noise than σ and its x̂0
     /// leaves the range by far; unclamped, that drew a purple cast over every colorized
-    /// photo (docs/algorithm.md, "Clamping x̂0").
+    /// photo (docs/algorithm.md, "Clamping x̂0 and colorization").
     pub const DEFAULT_CLIP_DENOISED: bool = true;
 
     /// Resolves `opts` against the defaults and checks them.

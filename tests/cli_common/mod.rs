@@ -2,7 +2,7 @@
 //! make small test images in memory.
 #![allow(dead_code)]
 
-use image::{DynamicImage, ImageFormat};
+use image::{DynamicImage, GenericImageView, ImageFormat};
 use std::io::{Cursor, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -172,4 +172,31 @@ fn crc32(data: &[u8]) -> u32 {
         }
     }
     !c
+}
+
+/// The photo bundled for the demo (256²).
+pub fn demo_photo() -> DynamicImage {
+    image::open(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/demo/dandelion.png"
+    ))
+    .unwrap()
+}
+
+/// PSNR in dB between two 8-bit RGB images of one size (`vml::metrics::psnr` on [0, 1]).
+pub fn psnr8(a: &DynamicImage, b: &DynamicImage) -> f64 {
+    let unit = |img: &DynamicImage| {
+        tch::Tensor::from_slice(img.to_rgb8().as_raw()).to_kind(tch::Kind::Double) / 255.0
+    };
+    assert_eq!(a.dimensions(), b.dimensions());
+    vml::metrics::psnr(&unit(a), &unit(b))
+}
+
+/// Arguments of a restore by `method` with the shipped default model on the CPU, at a
+/// budget of `steps` × `iters`; the task and other options go before or after them.
+pub fn on_default_model<'a>(method: &'a str, steps: &'a str, iters: &'a str) -> [&'a str; 10] {
+    [
+        "--method", method, "--model", "default", "--device", "cpu", "--steps", steps, "--iters",
+        iters,
+    ]
 }
