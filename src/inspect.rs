@@ -3,7 +3,7 @@
 
 use crate::device::parse_device;
 use crate::error::{Error, Result};
-use crate::model::{load::read_tensors, load_network, Precision};
+use crate::model::{load_network, Precision};
 use std::path::PathBuf;
 use tch::{Kind, Tensor};
 
@@ -81,15 +81,27 @@ fn read_npy(path: &std::path::Path) -> Result<Tensor> {
     Tensor::read_npy(path).map_err(|e| Error::Input(format!("cannot read {}: {e}", path.display())))
 }
 
-/// `vml-filter models inspect FILE`: one line per tensor, `name<TAB>shape<TAB>dtype`.
+/// `vml-filter models inspect FILE[#ENTRY]`: one line per tensor, `name<TAB>shape<TAB>dtype`,
+/// after a `#` line with the counts. A file wrapping its state dict names the entry in a
+/// `# entry` line first; a file with several dicts of tensors lists each. No tensor data
+/// is read.
 pub fn inspect(path: &std::path::Path) -> Result<String> {
-    let mut tensors = read_tensors(path, tch::Device::Cpu)?;
-    tensors.sort_by(|a, b| a.0.cmp(&b.0));
-    let total: i64 = tensors.iter().map(|(_, t)| t.numel() as i64).sum();
-    let mut out = format!("# {} tensors, {total} parameters\n", tensors.len());
-    for (name, t) in tensors {
-        let shape: Vec<String> = t.size().iter().map(|d| d.to_string()).collect();
-        out.push_str(&format!("{name}\t{}\t{:?}\n", shape.join(","), t.kind()));
+    let ck = crate::model::load::open_checkpoint(path)?;
+    let entries = ck.entries();
+    let mut out = String::new();
+    for (n, e) in entries.iter().enumerate() {
+        if let Some(name) = &e.name {
+            let of = entries.len();
+            out.push_str(&format!("# entry '{name}' ({} of {of} holding tensors)\n", n + 1));
+        }
+        let mut rows: Vec<_> = e.tensors.iter().collect();
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        let total: i64 = rows.iter().map(|(_, t)| t.shape.iter().product::<i64>()).sum();
+        out.push_str(&format!("# {} tensors, {total} parameters\n", rows.len()));
+        for (name, t) in rows {
+            let shape: Vec<String> = t.shape.iter().map(|d| d.to_string()).collect();
+            out.push_str(&format!("{name}\t{}\t{:?}\n", shape.join(","), t.kind));
+        }
     }
     Ok(out)
 }

@@ -208,14 +208,14 @@ fn loader_rejects_missing_truncated_and_foreign_files() {
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
     assert!(matches!(
         Network::open(&cut, &cfg, Device::Cpu, Precision::Fp32),
-        Err(LoadError::Read { .. })
+        Err(LoadError::Checkpoint { .. })
     ));
 
     let garbage = dir.path().join("junk.pt");
     std::fs::write(&garbage, b"this is not a checkpoint").unwrap();
     assert!(matches!(
         Network::open(&garbage, &cfg, Device::Cpu, Precision::Fp32),
-        Err(LoadError::Read { .. })
+        Err(LoadError::Checkpoint { .. })
     ));
 
     let wrong_ext = dir.path().join("m.ckpt");

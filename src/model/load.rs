@@ -4,21 +4,23 @@
 //! broadcasting; a checkpoint for the wrong architecture can then "load" and give noise.
 //! Here the key sets are compared in both directions and every shape is checked, and all
 //! mismatches are reported in one error. Only the dtype may differ (fp16 files load into
-//! fp32 variables).
+//! fp32 variables). Files are read by `model::checkpoint`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use super::checkpoint::{split_entry, Checkpoint, CheckpointError, Format};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use tch::{nn::VarStore, Device, Tensor};
+use tch::{nn::VarStore, Tensor};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LoadError {
     #[error("model file {0} not found")]
     NotFound(PathBuf),
-    #[error("cannot read model file {path} (truncated or not a PyTorch/safetensors checkpoint): {source}")]
-    Read {
+    /// The file could not be read as a checkpoint: damaged, hostile, or an unknown layout.
+    #[error("cannot read model file {path}: {source}")]
+    Checkpoint {
         path: PathBuf,
-        source: tch::TchError,
+        source: CheckpointError,
     },
     #[error(
         "model file {path} has unsupported extension (expected .pt, .pth, .bin or .safetensors)"
@@ -41,69 +43,69 @@ pub enum LoadError {
     Registry(#[from] super::registry::RegistryError),
 }
 
-/// Reads all named tensors of a checkpoint onto `device`.
-pub fn read_tensors(path: &Path, device: Device) -> Result<Vec<(String, Tensor)>, LoadError> {
-    if !path.is_file() {
+/// Opens a checkpoint (`FILE` or `FILE#ENTRY`), checking existence and extension first.
+pub fn open_checkpoint(path: &Path) -> Result<Checkpoint, LoadError> {
+    let (file, _) = split_entry(path);
+    if !file.is_file() {
         return Err(LoadError::NotFound(path.to_owned()));
     }
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    let read = match ext.as_str() {
-        "pt" | "pth" | "bin" => Tensor::loadz_multi_with_device(path, device),
-        "safetensors" => Tensor::read_safetensors(path),
-        _ => {
-            return Err(LoadError::Format {
-                path: path.to_owned(),
-            })
-        }
-    };
-    let tensors = read.map_err(|source| LoadError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    Ok(tensors
-        .into_iter()
-        .map(|(k, t)| (strip_wrapper_prefix(k), t))
-        .collect())
-}
-
-/// Checkpoints saved from `DataParallel` prefix every key with `module.`.
-fn strip_wrapper_prefix(key: String) -> String {
-    match key.strip_prefix("module.") {
-        Some(k) => k.to_owned(),
-        None => key,
+    if Format::of(&file).is_none() {
+        return Err(LoadError::Format { path: file });
     }
+    Checkpoint::open(path).map_err(|source| LoadError::Checkpoint { path: file, source })
 }
 
 /// Copies the checkpoint at `path` into `vs`, requiring an exact match of names and shapes.
+/// Of a file wrapping several state dicts, the one that fits is taken.
 pub fn load_strict(vs: &mut VarStore, path: &Path) -> Result<(), LoadError> {
-    let tensors: BTreeMap<String, Tensor> = read_tensors(path, vs.device())?.into_iter().collect();
     let vars = vs.variables();
-    let want: BTreeSet<&String> = vars.keys().collect();
-    let have: BTreeSet<&String> = tensors.keys().collect();
-    let missing: Vec<String> = want.difference(&have).map(|s| s.to_string()).collect();
-    let unexpected: Vec<String> = have.difference(&want).map(|s| s.to_string()).collect();
-    let shapes: Vec<String> = vars
+    let want: BTreeMap<String, Vec<i64>> =
+        vars.iter().map(|(k, v)| (k.clone(), v.size())).collect();
+    let mut ck = open_checkpoint(path)?;
+    let file = ck.path().to_owned();
+    let failed = |source| LoadError::Checkpoint {
+        path: file.clone(),
+        source,
+    };
+    let i = ck.select(&want).map_err(failed)?;
+    let entry = &ck.entries()[i];
+    let have: BTreeMap<&str, &[i64]> = entry
+        .tensors
+        .iter()
+        .map(|(k, t)| (k.as_str(), t.shape.as_slice()))
+        .collect();
+    let missing: Vec<String> = want
+        .keys()
+        .filter(|k| !have.contains_key(k.as_str()))
+        .cloned()
+        .collect();
+    let unexpected: Vec<String> = have
+        .keys()
+        .filter(|k| !want.contains_key(**k))
+        .map(|k| k.to_string())
+        .collect();
+    let shapes: Vec<String> = want
         .iter()
         .filter_map(|(k, v)| {
-            let t = tensors.get(k)?;
-            (t.size() != v.size())
-                .then(|| format!("{k}: file {:?}, model {:?}", t.size(), v.size()))
+            let t = have.get(k.as_str())?;
+            (*t != v.as_slice()).then(|| format!("{k}: file {t:?}, model {v:?}"))
         })
         .collect();
     if !(missing.is_empty() && unexpected.is_empty() && shapes.is_empty()) {
-        let summary = mismatch_summary(&missing, &unexpected, &shapes);
+        let mut summary = mismatch_summary(&missing, &unexpected, &shapes);
+        if entry.name.is_some() {
+            summary = format!("{} (entry {})", summary, entry.label());
+        }
         return Err(LoadError::Mismatch {
-            path: path.to_owned(),
+            path: file,
             summary,
             missing,
             unexpected,
             shapes,
         });
     }
+    let tensors: BTreeMap<String, Tensor> =
+        ck.read(i, vs.device()).map_err(failed)?.into_iter().collect();
     tch::no_grad(|| {
         for (k, mut v) in vars {
             let src = &tensors[&k];

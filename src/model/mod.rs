@@ -2,6 +2,7 @@
 //! keys (`input_blocks.1.0.in_layers.0.weight`, …), and its strict loader.
 
 pub mod attention;
+pub mod checkpoint;
 pub mod config;
 pub mod load;
 pub mod memory;

@@ -137,6 +137,8 @@ pub fn load_network(
 }
 
 fn guess_config(weights: &Path) -> Result<UNetConfig, LoadError> {
+    let (weights, _) = super::checkpoint::split_entry(weights);
+    let weights = weights.as_path();
     let sidecar = weights.with_extension("json");
     if sidecar.is_file() {
         return UNetConfig::from_file(&sidecar);

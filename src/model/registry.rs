@@ -550,7 +550,7 @@ impl Registry {
     /// architecture override (a named architecture or a config JSON).
     pub fn resolve(&self, spec: &str, arch: Option<&str>) -> Result<Resolved, LoadError> {
         let as_path = Path::new(spec);
-        if as_path.is_file() {
+        if as_path.is_file() || super::checkpoint::split_entry(as_path).1.is_some() {
             return self.resolve_file(as_path, arch);
         }
         if as_path.is_dir() {
@@ -574,7 +574,11 @@ impl Registry {
         Err(self.unknown(spec).into())
     }
 
-    fn resolve_file(&self, weights: &Path, arch: Option<&str>) -> Result<Resolved, LoadError> {
+    /// `weights` is a file, or `FILE#ENTRY` (kept as it is for the loader; the
+    /// architecture is looked up beside `FILE`).
+    fn resolve_file(&self, spec: &Path, arch: Option<&str>) -> Result<Resolved, LoadError> {
+        let (weights, _) = super::checkpoint::split_entry(spec);
+        let weights = weights.as_path();
         let file_name = weights.file_name().and_then(|n| n.to_str());
         let entry = file_name.and_then(|n| self.entries.iter().find(|e| e.card.file == n));
         let config = match arch {
@@ -598,7 +602,7 @@ impl Registry {
         };
         Ok(Resolved {
             name: entry.map(|e| e.card.name.clone()),
-            weights: weights.to_owned(),
+            weights: spec.to_owned(),
             config,
         })
     }
