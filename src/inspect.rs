@@ -92,11 +92,17 @@ pub fn inspect(path: &std::path::Path) -> Result<String> {
     for (n, e) in entries.iter().enumerate() {
         if let Some(name) = &e.name {
             let of = entries.len();
-            out.push_str(&format!("# entry '{name}' ({} of {of} holding tensors)\n", n + 1));
+            out.push_str(&format!(
+                "# entry '{name}' ({} of {of} holding tensors)\n",
+                n + 1
+            ));
         }
         let mut rows: Vec<_> = e.tensors.iter().collect();
         rows.sort_by(|a, b| a.0.cmp(&b.0));
-        let total: i64 = rows.iter().map(|(_, t)| t.shape.iter().product::<i64>()).sum();
+        let total: i64 = rows
+            .iter()
+            .map(|(_, t)| t.shape.iter().product::<i64>())
+            .sum();
         out.push_str(&format!("# {} tensors, {total} parameters\n", rows.len()));
         for (name, t) in rows {
             let shape: Vec<String> = t.shape.iter().map(|d| d.to_string()).collect();

@@ -60,10 +60,16 @@ fn every_layout_reproduces_guided_diffusion() {
         for t in [10, 500, 999] {
             let out = output(&net, t);
             let err = rel_l2(&out, &reference(&format!("{prefix}{t}.npy")));
-            assert!(err < 1e-4, "{file} T={t}: rel L2 {err:.2e} against guided-diffusion");
+            assert!(
+                err < 1e-4,
+                "{file} T={t}: rel L2 {err:.2e} against guided-diffusion"
+            );
             if prefix == "out_t" {
                 let same = rel_l2(&out, &output(&base, t));
-                assert!(same < 1e-6, "{file} T={t}: rel L2 {same:.2e} against state_dict.pt");
+                assert!(
+                    same < 1e-6,
+                    "{file} T={t}: rel L2 {same:.2e} against state_dict.pt"
+                );
             }
         }
     }
@@ -73,7 +79,10 @@ fn every_layout_reproduces_guided_diffusion() {
 fn half_precision_files_load_into_fp32() {
     for kind in ["fp16", "bf16"] {
         let net = open(&format!("{kind}.pt")).unwrap();
-        let err = rel_l2(&output(&net, 10), &reference(&format!("out_{kind}_t10.npy")));
+        let err = rel_l2(
+            &output(&net, 10),
+            &reference(&format!("out_{kind}_t10.npy")),
+        );
         assert!(err < 1e-4, "{kind}: rel L2 {err:.2e}");
     }
 }
@@ -98,7 +107,10 @@ fn two_fitting_entries_are_refused_and_one_can_be_named() {
     assert!(rel_l2(&output(&ema, 10), &fp16) > 1e-2);
 
     let none = open("wrapped_ambiguous.pt#nope").unwrap_err().to_string();
-    assert!(none.contains("no entry 'nope'") && none.contains("'ema'"), "{none}");
+    assert!(
+        none.contains("no entry 'nope'") && none.contains("'ema'"),
+        "{none}"
+    );
 }
 
 #[test]
@@ -142,8 +154,14 @@ fn eval_net(model: &Path) -> (i32, String) {
 fn assert_one_model_error(what: &str, code: i32, stderr: &str) {
     assert_eq!(code, 4, "{what}: {stderr}");
     assert_eq!(stderr.trim_end().lines().count(), 1, "{what}: {stderr}");
-    assert!(stderr.starts_with("vml-filter: model: "), "{what}: {stderr}");
-    assert!(!stderr.contains("INTERNAL ASSERT") && !stderr.contains("frame #"), "{what}: {stderr}");
+    assert!(
+        stderr.starts_with("vml-filter: model: "),
+        "{what}: {stderr}"
+    );
+    assert!(
+        !stderr.contains("INTERNAL ASSERT") && !stderr.contains("frame #"),
+        "{what}: {stderr}"
+    );
 }
 
 #[test]
@@ -192,8 +210,14 @@ fn inspect_names_the_entry() {
     let text = String::from_utf8_lossy(&r.stdout);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let mut lines = text.lines();
-    assert_eq!(lines.next(), Some("# entry 'model' (1 of 1 holding tensors)"));
-    assert!(lines.next().unwrap().starts_with("# 88 tensors, "), "{text}");
+    assert_eq!(
+        lines.next(),
+        Some("# entry 'model' (1 of 1 holding tensors)")
+    );
+    assert!(
+        lines.next().unwrap().starts_with("# 88 tensors, "),
+        "{text}"
+    );
     assert!(text.contains("out.2.weight\t6,32,3,3\tFloat"), "{text}");
 }
 
@@ -209,7 +233,13 @@ fn published_architectures_load_at_full_size() {
     let tmp = tempfile::tempdir().unwrap();
     for (keys, cfg, file, legacy, half) in [
         ("ffhq-256", UNetConfig::ffhq_256(), "ffhq.pt", true, false),
-        ("imagenet-256-uncond", UNetConfig::imagenet_256_uncond(), "imagenet.pt", false, true),
+        (
+            "imagenet-256-uncond",
+            UNetConfig::imagenet_256_uncond(),
+            "imagenet.pt",
+            false,
+            true,
+        ),
     ] {
         let path = tmp.path().join(file);
         let script = format!(

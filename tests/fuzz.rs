@@ -1013,3 +1013,76 @@ fn fuzz_deblur_specs_and_kernel_files() {
     println!("fuzz parsers: {built} of {execs} mutated specs built an operator");
     findings.assert_none(execs);
 }
+
+// ---------------------------------------------------------------------------------------
+// Target 4: the checkpoint reader (zip and legacy PyTorch files, safetensors).
+
+/// Peak resident memory of this process so far, in bytes (Linux; 0 elsewhere).
+fn peak_rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Opens a mutated checkpoint and reads every entry: any outcome but a panic or a tensor
+/// larger than its file is fine; an error must be one of the reader's own.
+#[test]
+fn fuzz_checkpoint_reader() {
+    use vml::model::checkpoint::Checkpoint;
+    let seeds: Vec<Vec<u8>> = corpus(&["ckpt-"]).into_iter().map(|(_, b)| b).collect();
+    let dir = tempfile::tempdir().unwrap();
+    tch::set_num_threads(1);
+    let mut findings = Findings::new("checkpoint");
+    let mut rng = seed(5);
+    let execs = budget(3000);
+    let (mut opened, mut read) = (0usize, 0usize);
+    for k in 0..execs {
+        let input = mutate(&mut rng, &seeds[k % seeds.len()], &seeds);
+        // The format is told by content; the extension only matters for safetensors.
+        let ext = if k % 6 == 0 { "safetensors" } else { "pt" };
+        let file = dir.path().join(format!("m.{ext}"));
+        std::fs::write(&file, &input).unwrap();
+        findings.exec(&input, || {
+            let Ok(mut ck) = Checkpoint::open(&file) else {
+                return Ok(());
+            };
+            opened += 1;
+            for i in 0..ck.entries().len() {
+                let shapes: Vec<Vec<i64>> = ck.entries()[i]
+                    .tensors
+                    .iter()
+                    .map(|(_, t)| t.shape.clone())
+                    .collect();
+                let Ok(tensors) = ck.read(i, tch::Device::Cpu) else {
+                    continue;
+                };
+                read += 1;
+                let mut bytes = 0u64;
+                for ((name, t), want) in tensors.iter().zip(&shapes) {
+                    if &t.size() != want {
+                        return Err(format!("{name}: shape {:?}, listed {want:?}", t.size()));
+                    }
+                    bytes += (t.numel() * t.kind().elt_size_in_bytes()) as u64;
+                }
+                // Shared storages may be viewed many times, but each view lies in the file.
+                if bytes > 64 * input.len() as u64 + 4096 {
+                    return Err(format!(
+                        "{bytes} bytes of tensors from {} bytes",
+                        input.len()
+                    ));
+                }
+            }
+            Ok(())
+        });
+    }
+    let peak = peak_rss();
+    println!(
+        "fuzz checkpoint: {opened} of {execs} opened, {read} entries read; peak RSS {} MiB",
+        peak >> 20
+    );
+    findings.assert_none(execs);
+    assert!(peak < 4 << 30, "peak RSS {} MiB", peak >> 20);
+}

@@ -312,6 +312,17 @@ fn respond(routes: &Routes, req: &Seen, s: &mut TcpStream, addr: SocketAddr) {
                 page.as_bytes(),
             );
         }
+        // A download page whose link is query-only: it resolves to this same path.
+        "/uc" if req.path.contains("confirm=") => serve_ranged(s, &routes.good, &req.range),
+        "/uc" => {
+            let page = r#"<html><body><a id="uc-download-link" href="?confirm=t&amp;id=abc">Download anyway</a></body></html>"#;
+            send(
+                s,
+                "200 OK",
+                &[html, ("Content-Length", page.len().to_string())],
+                page.as_bytes(),
+            );
+        }
         "/quota" => {
             let page = "<html><body>Too many users have viewed or downloaded this file recently.</body></html>";
             send(
@@ -1314,4 +1325,77 @@ fn shipped_default_model_verifies_and_opens() {
         .open("default", None, Device::Cpu, Precision::Fp32)
         .unwrap();
     assert_eq!(net.config(), &r.config);
+}
+
+/// The path a user takes with a guided-diffusion checkpoint: `models fetch` (through a
+/// download page with a query-only link), `models verify`, then a restore with it, all by
+/// the binary. The file is `torch.save(model.state_dict())` of a small create_model() UNet
+/// (tests/fixtures/checkpoints/state_dict.pt), served unchanged.
+#[test]
+fn fetched_state_dict_verifies_and_restores() {
+    let fx = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/checkpoints");
+    let ckpt = std::fs::read(fx.join("state_dict.pt")).unwrap();
+    let server = Server::start(ckpt.clone(), Vec::new());
+    let tmp = tempfile::tempdir().unwrap();
+    let cards = tmp.path().join("cards");
+    let mut c = card(
+        "gd-small",
+        "gd-small.pt",
+        vec![server.url("/uc?id=abc")],
+        Some(hex_sha(&ckpt)),
+        Some(ckpt.len() as u64),
+    );
+    c.architecture = "config.json".into();
+    write_card(&cards, &c);
+    std::fs::copy(fx.join("config.json"), cards.join("gd-small/config.json")).unwrap();
+    let xdg = tmp.path().join("xdg");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_vml-filter"))
+            .args(args)
+            .env("VML_MODELS", &cards)
+            .env("XDG_DATA_HOME", &xdg)
+            .env("OMP_NUM_THREADS", "1")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{args:?}: {err}");
+        out.stdout
+    };
+    run(&["models", "fetch", "gd-small", "--quiet"]);
+    let dest = xdg.join("vml-filter/models/gd-small/gd-small.pt");
+    assert_eq!(std::fs::read(&dest).unwrap(), ckpt);
+    let seen: Vec<String> = server.seen().into_iter().map(|r| r.path).collect();
+    assert_eq!(seen, ["/uc?id=abc", "/uc?confirm=t&id=abc"]);
+    let verify = String::from_utf8(run(&["models", "verify", "gd-small"])).unwrap();
+    assert!(
+        verify.starts_with("gd-small: OK ") && verify.contains(&hex_sha(&ckpt)),
+        "{verify}"
+    );
+
+    let input = tmp.path().join("in.png");
+    let pixels: Vec<u8> = (0..32 * 32 * 3).map(|i| (i * 37 % 251) as u8).collect();
+    image::RgbImage::from_raw(32, 32, pixels)
+        .unwrap()
+        .save(&input)
+        .unwrap();
+    let output = tmp.path().join("out.png");
+    let (i, o) = (input.to_str().unwrap(), output.to_str().unwrap());
+    run(&[
+        "--denoise",
+        "0.1",
+        "--model",
+        "gd-small",
+        "--device",
+        "cpu",
+        "--steps",
+        "3",
+        "--iters",
+        "1",
+        "-i",
+        i,
+        "-o",
+        o,
+    ]);
+    let restored = image::open(&output).unwrap();
+    assert_eq!((restored.width(), restored.height()), (32, 32));
 }

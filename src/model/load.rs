@@ -104,8 +104,11 @@ pub fn load_strict(vs: &mut VarStore, path: &Path) -> Result<(), LoadError> {
             shapes,
         });
     }
-    let tensors: BTreeMap<String, Tensor> =
-        ck.read(i, vs.device()).map_err(failed)?.into_iter().collect();
+    let tensors: BTreeMap<String, Tensor> = ck
+        .read(i, vs.device())
+        .map_err(failed)?
+        .into_iter()
+        .collect();
     tch::no_grad(|| {
         for (k, mut v) in vars {
             let src = &tensors[&k];

@@ -96,7 +96,10 @@ enum Container {
         len: u64,
     },
     /// Storage key → (offset of its bytes in the file, element count).
-    Legacy { file: File, at: HashMap<String, (u64, u64)> },
+    Legacy {
+        file: File,
+        at: HashMap<String, (u64, u64)>,
+    },
     Safetensors,
 }
 
@@ -241,7 +244,10 @@ impl Checkpoint {
         }
         let shared = |i: &usize| {
             let e = &self.entries[*i];
-            e.tensors.iter().filter(|(k, _)| want.contains_key(k)).count()
+            e.tensors
+                .iter()
+                .filter(|(k, _)| want.contains_key(k))
+                .count()
         };
         candidates
             .into_iter()
@@ -261,7 +267,11 @@ impl Checkpoint {
     }
 
     /// Reads the tensors of entry `i` onto `device`, each contiguous.
-    pub fn read(&mut self, i: usize, device: Device) -> Result<Vec<(String, Tensor)>, CheckpointError> {
+    pub fn read(
+        &mut self,
+        i: usize,
+        device: Device,
+    ) -> Result<Vec<(String, Tensor)>, CheckpointError> {
         let entry = &self.entries[i];
         let mut storages: HashMap<std::rc::Rc<str>, Tensor> = HashMap::new();
         let mut out = Vec::with_capacity(entry.tensors.len());
@@ -290,7 +300,7 @@ fn read_storage(container: &mut Container, s: &StorageRef) -> Result<Tensor, Che
         CheckpointError::Archive(format!("storage {} is impossibly large", s.key))
     })?;
     let data = match container {
-            Container::Zip {
+        Container::Zip {
             archive,
             prefix,
             len,
@@ -301,49 +311,48 @@ fn read_storage(container: &mut Container, s: &StorageRef) -> Result<Tensor, Che
                     s.key
                 )));
             }
-                let name = format!("{prefix}/data/{}", s.key);
-                let mut f = archive
-                    .by_name(&name)
-                    .map_err(|e| CheckpointError::Archive(format!("storage {name}: {e}")))?;
-                if f.compression() != zip::CompressionMethod::Stored {
-                    return Err(CheckpointError::Archive(format!(
-                        "storage {name} is compressed; torch.save writes stored entries only"
-                    )));
-                }
-                if f.size() != bytes {
-                    return Err(CheckpointError::Archive(format!(
-                        "storage {name} holds {} bytes, its tensors need {bytes}",
-                        f.size()
-                    )));
-                }
-                let mut buf = vec![0u8; bytes as usize];
-                f.read_exact(&mut buf)
-                    .map_err(|e| CheckpointError::Archive(format!("storage {name}: {e}")))?;
-                // Reading to the end makes the zip reader check the CRC.
-                let mut rest = Vec::new();
-                f.read_to_end(&mut rest)
-                    .map_err(|e| CheckpointError::Archive(format!("storage {name}: {e}")))?;
-                buf
+            let name = format!("{prefix}/data/{}", s.key);
+            let mut f = archive
+                .by_name(&name)
+                .map_err(|e| CheckpointError::Archive(format!("storage {name}: {e}")))?;
+            if f.compression() != zip::CompressionMethod::Stored {
+                return Err(CheckpointError::Archive(format!(
+                    "storage {name} is compressed; torch.save writes stored entries only"
+                )));
             }
-            Container::Legacy { file, at } => {
-                let &(offset, numel) = at.get(&*s.key).ok_or_else(|| {
-                    CheckpointError::Archive(format!("storage {} is not in the file", s.key))
-                })?;
-                if numel != s.numel {
-                    return Err(CheckpointError::Archive(format!(
-                        "storage {} holds {numel} elements, its tensors say {}",
-                        s.key, s.numel
-                    )));
-                }
-                file.seek(SeekFrom::Start(offset))?;
-                let mut buf = vec![0u8; bytes as usize];
-                file.read_exact(&mut buf).map_err(|e| {
-                    CheckpointError::Archive(format!("storage {}: {e}", s.key))
-                })?;
-                buf
+            if f.size() != bytes {
+                return Err(CheckpointError::Archive(format!(
+                    "storage {name} holds {} bytes, its tensors need {bytes}",
+                    f.size()
+                )));
             }
-            Container::Safetensors => unreachable!("safetensors tensors are loaded on open"),
-        };
+            let mut buf = vec![0u8; bytes as usize];
+            f.read_exact(&mut buf)
+                .map_err(|e| CheckpointError::Archive(format!("storage {name}: {e}")))?;
+            // Reading to the end makes the zip reader check the CRC.
+            let mut rest = Vec::new();
+            f.read_to_end(&mut rest)
+                .map_err(|e| CheckpointError::Archive(format!("storage {name}: {e}")))?;
+            buf
+        }
+        Container::Legacy { file, at } => {
+            let &(offset, numel) = at.get(&*s.key).ok_or_else(|| {
+                CheckpointError::Archive(format!("storage {} is not in the file", s.key))
+            })?;
+            if numel != s.numel {
+                return Err(CheckpointError::Archive(format!(
+                    "storage {} holds {numel} elements, its tensors say {}",
+                    s.key, s.numel
+                )));
+            }
+            file.seek(SeekFrom::Start(offset))?;
+            let mut buf = vec![0u8; bytes as usize];
+            file.read_exact(&mut buf)
+                .map_err(|e| CheckpointError::Archive(format!("storage {}: {e}", s.key)))?;
+            buf
+        }
+        Container::Safetensors => unreachable!("safetensors tensors are loaded on open"),
+    };
     Tensor::f_from_data_size(&data, &[s.numel as i64], s.dtype.kind())
         .map_err(|e| CheckpointError::Layout(format!("storage {}: {e}", s.key)))
 }
@@ -399,7 +408,14 @@ fn open_zip(file: File, len: u64) -> Result<(Vec<Entry>, Container), CheckpointE
         pickle::load(&mut BufReader::new(f), budget)?
     };
     let entries = entries_of(&unpickled)?;
-    Ok((entries, Container::Zip { archive, prefix, len }))
+    Ok((
+        entries,
+        Container::Zip {
+            archive,
+            prefix,
+            len,
+        },
+    ))
 }
 
 /// Magic number of the legacy format: `0x1950a86a20f9469cfc6c`, as a pickled int.
@@ -446,7 +462,9 @@ fn open_legacy(file: File, len: u64) -> Result<(Vec<Entry>, Container), Checkpoi
             .iter()
             .map(|v| match v {
                 Value::Str(s) => Ok(s.to_string()),
-                _ => Err(CheckpointError::NotTorch("storage key list holds a non-string".into())),
+                _ => Err(CheckpointError::NotTorch(
+                    "storage key list holds a non-string".into(),
+                )),
             })
             .collect::<Result<_, _>>()?,
         _ => return Err(CheckpointError::NotTorch("no storage key list".into())),
@@ -463,10 +481,14 @@ fn open_legacy(file: File, len: u64) -> Result<(Vec<Entry>, Container), Checkpoi
         file.seek(SeekFrom::Start(pos))?;
         let mut n = [0u8; 8];
         if read_up_to(&mut file, &mut n)? != 8 {
-            return Err(CheckpointError::Archive(format!("file ends before storage {key}")));
+            return Err(CheckpointError::Archive(format!(
+                "file ends before storage {key}"
+            )));
         }
         let numel = u64::from_le_bytes(n);
-        let bytes = numel.checked_mul(dtype.size()).filter(|&b| b <= len - pos - 8);
+        let bytes = numel
+            .checked_mul(dtype.size())
+            .filter(|&b| b <= len - pos - 8);
         let Some(bytes) = bytes else {
             return Err(CheckpointError::Archive(format!(
                 "storage {key} claims {numel} elements, more than the file holds"
@@ -503,8 +525,8 @@ impl std::io::BufRead for CountingReader {
 }
 
 fn open_safetensors(path: &Path) -> Result<(Vec<Entry>, Container), CheckpointError> {
-    let tensors = Tensor::read_safetensors(path)
-        .map_err(|e| CheckpointError::Safetensors(e.to_string()))?;
+    let tensors =
+        Tensor::read_safetensors(path).map_err(|e| CheckpointError::Safetensors(e.to_string()))?;
     let tensors = tensors
         .into_iter()
         .map(|(k, t)| {
@@ -516,7 +538,13 @@ fn open_safetensors(path: &Path) -> Result<(Vec<Entry>, Container), CheckpointEr
             (strip_wrapper_prefix(k), info)
         })
         .collect();
-    Ok((vec![Entry { name: None, tensors }], Container::Safetensors))
+    Ok((
+        vec![Entry {
+            name: None,
+            tensors,
+        }],
+        Container::Safetensors,
+    ))
 }
 
 /// `DataParallel` and `DistributedDataParallel` prefix every key with `module.`.
@@ -535,7 +563,10 @@ fn entries_of(u: &Unpickled) -> Result<Vec<Entry>, CheckpointError> {
         ));
     };
     if let Some(tensors) = tensor_map(top)? {
-        return Ok(vec![Entry { name: None, tensors }]);
+        return Ok(vec![Entry {
+            name: None,
+            tensors,
+        }]);
     }
     let mut out = Vec::new();
     for (k, v) in top {
@@ -576,7 +607,9 @@ fn tensor_map(d: &[(Value, Value)]) -> Result<Option<Vec<(String, TensorInfo)>>,
         check_view(t)?;
         let name = strip_wrapper_prefix(k.to_string());
         if !seen.insert(name.clone()) {
-            return Err(CheckpointError::Layout(format!("tensor {name} appears twice")));
+            return Err(CheckpointError::Layout(format!(
+                "tensor {name} appears twice"
+            )));
         }
         let info = TensorInfo {
             shape: t.size.clone(),

@@ -103,6 +103,8 @@ pub enum Global {
     TensorType,
     ParameterType,
     Storage(Dtype),
+    /// `_codecs.encode(text, "latin1")`: how protocol 2 writes a `bytes` value.
+    CodecsEncode,
 }
 
 impl Global {
@@ -116,6 +118,7 @@ impl Global {
             ("torch._tensor", "_rebuild_from_type_v2") => Self::RebuildFromTypeV2,
             ("torch", "Tensor") => Self::TensorType,
             ("torch.nn.parameter", "Parameter") => Self::ParameterType,
+            ("_codecs", "encode") => Self::CodecsEncode,
             ("torch", s) => Self::Storage(Dtype::from_storage_name(s)?),
             _ => return None,
         })
@@ -225,10 +228,12 @@ impl<R: BufRead> Machine<'_, R> {
             return Err(PickleError::Truncated(self.budget));
         }
         let mut buf = vec![0u8; n as usize];
-        self.input.read_exact(&mut buf).map_err(|e| match e.kind() {
-            std::io::ErrorKind::UnexpectedEof => PickleError::Truncated(self.pos),
-            _ => PickleError::Io(e),
-        })?;
+        self.input
+            .read_exact(&mut buf)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::UnexpectedEof => PickleError::Truncated(self.pos),
+                _ => PickleError::Io(e),
+            })?;
         self.pos += n;
         Ok(buf)
     }
@@ -391,7 +396,8 @@ impl<R: BufRead> Machine<'_, R> {
                 self.arena.push(Obj::Dict(Vec::new()));
                 Ok(Value::Obj(self.arena.len() - 1))
             }
-            (Global::RebuildTensorV2, [s, off, size, stride, ..]) | (Global::RebuildTensor, [s, off, size, stride])
+            (Global::RebuildTensorV2, [s, off, size, stride, ..])
+            | (Global::RebuildTensor, [s, off, size, stride])
                 if (f == Global::RebuildTensor || (6..=7).contains(&a.len())) =>
             {
                 let Value::Storage(storage) = s else {
@@ -411,15 +417,32 @@ impl<R: BufRead> Machine<'_, R> {
                     stride,
                 })))
             }
+            (Global::CodecsEncode, [Value::Str(text), Value::Str(codec)])
+                if &**codec == "latin1" =>
+            {
+                match text
+                    .chars()
+                    .map(u8::try_from)
+                    .collect::<Result<Vec<u8>, _>>()
+                {
+                    Ok(b) => Ok(Value::Bytes(b.into())),
+                    Err(_) => self.err("latin1 text outside latin1"),
+                }
+            }
             (Global::RebuildParameter, [t @ Value::Tensor(_), _, _])
             | (Global::RebuildParameterWithState, [t @ Value::Tensor(_), _, _, _]) => Ok(t.clone()),
-            (Global::RebuildFromTypeV2, [Value::Global(inner), Value::Global(ty), inner_args, _])
-                if matches!(ty, Global::TensorType | Global::ParameterType)
-                    && matches!(inner, Global::RebuildTensorV2 | Global::RebuildParameter) =>
+            (
+                Global::RebuildFromTypeV2,
+                [Value::Global(inner), Value::Global(ty), inner_args, _],
+            ) if matches!(ty, Global::TensorType | Global::ParameterType)
+                && matches!(inner, Global::RebuildTensorV2 | Global::RebuildParameter) =>
             {
                 self.call(*inner, inner_args.clone())
             }
-            (g, _) => self.err(format!("unexpected call of {g:?} with {} argument(s)", a.len())),
+            (g, _) => self.err(format!(
+                "unexpected call of {g:?} with {} argument(s)",
+                a.len()
+            )),
         }
     }
 
@@ -440,7 +463,11 @@ impl<R: BufRead> Machine<'_, R> {
                     numel: *numel as u64,
                 };
                 match self.storages.iter().find(|o| o.key == s.key) {
-                    Some(o) if *o != s => return self.err(format!("storage {key} named twice with different types or sizes")),
+                    Some(o) if *o != s => {
+                        return self.err(format!(
+                            "storage {key} named twice with different types or sizes"
+                        ))
+                    }
                     Some(_) => {}
                     None => self.storages.push(s.clone()),
                 }
@@ -612,7 +639,9 @@ impl<R: BufRead> Machine<'_, R> {
                     let name = self.pop()?;
                     let module = self.pop()?;
                     match (module, name) {
-                        (Value::Str(m), Value::Str(n)) => self.global(m.to_string(), n.to_string())?,
+                        (Value::Str(m), Value::Str(n)) => {
+                            self.global(m.to_string(), n.to_string())?
+                        }
                         _ => return self.err("STACK_GLOBAL of something that is not two strings"),
                     }
                 }

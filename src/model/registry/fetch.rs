@@ -585,26 +585,11 @@ fn quoted(s: &str) -> Option<String> {
     )
 }
 
+/// `target` (a link or form action on the page at `base`) as an absolute URL, by RFC 3986
+/// reference resolution: query-only links keep the base's path, `../` climbs.
 fn absolute(target: &str, base: &str) -> Option<String> {
-    if target.starts_with("https://") || target.starts_with("http://") {
-        return Some(target.to_owned());
-    }
-    let scheme_end = base.find("://")? + 3;
-    let host_end = base[scheme_end..]
-        .find('/')
-        .map_or(base.len(), |i| scheme_end + i);
-    if let Some(rest) = target.strip_prefix("//") {
-        return Some(format!("{}{rest}", &base[..scheme_end]));
-    }
-    if target.starts_with('/') {
-        return Some(format!("{}{target}", &base[..host_end]));
-    }
-    let path = base.split(['?', '#']).next().unwrap_or(base);
-    let dir_end = path
-        .rfind('/')
-        .filter(|&i| i >= host_end)
-        .map_or(host_end, |i| i);
-    Some(format!("{}/{target}", &base[..dir_end]))
+    let joined = url::Url::parse(base).ok()?.join(target).ok()?;
+    matches!(joined.scheme(), "http" | "https").then(|| joined.into())
 }
 
 fn percent_encode(s: &str) -> String {
@@ -705,5 +690,37 @@ impl<'a> Reporter<'a> {
             ),
             json!({"event": "progress", "model": name, "bytes": bytes, "total": total}),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::absolute;
+
+    #[test]
+    fn links_resolve_against_the_page() {
+        let base = "https://host.example/uc?id=abc&export=download";
+        let cases = [
+            (
+                "?confirm=t&id=abc",
+                "https://host.example/uc?confirm=t&id=abc",
+            ),
+            ("/download?id=1", "https://host.example/download?id=1"),
+            ("//other.example/f", "https://other.example/f"),
+            ("http://x.example/a", "http://x.example/a"),
+        ];
+        for (link, want) in cases {
+            assert_eq!(absolute(link, base).as_deref(), Some(want), "{link}");
+        }
+        let deep = "http://h.example/a/b/page.html";
+        assert_eq!(
+            absolute("../f.bin", deep).as_deref(),
+            Some("http://h.example/a/f.bin")
+        );
+        assert_eq!(
+            absolute("f.bin", deep).as_deref(),
+            Some("http://h.example/a/b/f.bin")
+        );
+        assert_eq!(absolute("javascript:alert(1)", deep), None);
     }
 }
