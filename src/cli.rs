@@ -107,6 +107,21 @@ pub struct IoArgs {
     /// else the input's format.
     #[arg(long, value_name = "FMT")]
     pub format: Option<String>,
+    /// Write no metadata. By default the input's ICC profile and EXIF (orientation reset)
+    /// go to the output where its format holds them.
+    #[arg(long)]
+    pub strip: bool,
+}
+
+impl IoArgs {
+    /// The metadata to write with the output.
+    fn metadata(&self, decoded: &io::Decoded) -> io::Metadata {
+        if self.strip {
+            io::Metadata::default()
+        } else {
+            decoded.metadata.clone()
+        }
+    }
 }
 
 /// How to restore; also the defaults of requests in protocol and serve modes.
@@ -115,9 +130,14 @@ pub struct SolveArgs {
     /// Restoration method: vml-map, vml-map-pre, dps, ddrm, pigdm, classical.
     #[arg(long, value_name = "NAME")]
     pub method: Option<String>,
-    /// Model name or checkpoint path.
+    /// Model name or checkpoint path (`FILE#ENTRY` picks one state dict of a file holding
+    /// several).
     #[arg(long, value_name = "NAME|PATH")]
     pub model: Option<String>,
+    /// Architecture of a checkpoint that has no config beside it: ffhq-256, imagenet-256,
+    /// default, or a config JSON file.
+    #[arg(long, value_name = "NAME|CONFIG")]
+    pub arch: Option<String>,
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, value_name = "DEV", default_value = "auto")]
     pub device: String,
@@ -403,6 +423,7 @@ impl SolveArgs {
                 .clone()
                 .unwrap_or_else(|| pipeline::DEFAULT_METHOD.into()),
             model: self.model.clone(),
+            arch: self.arch.clone(),
             device: self.device.clone(),
             precision: self.precision,
             seed: self.seed,
@@ -543,6 +564,11 @@ fn open_input(path: Option<&Path>) -> Result<Box<dyn BufRead>> {
     match path {
         None => Ok(Box::new(BufReader::new(std::io::stdin()))),
         Some(p) if p == Path::new("-") => Ok(Box::new(BufReader::new(std::io::stdin()))),
+        // A folder opens fine on Linux and only fails on the first read, without its name.
+        Some(p) if p.is_dir() => Err(Error::Input(format!(
+            "input '{}' is a folder, not an image file",
+            p.display()
+        ))),
         Some(p) => {
             let f = std::fs::File::open(p)
                 .map_err(|e| Error::Input(format!("cannot open input '{}': {e}", p.display())))?;
@@ -555,31 +581,65 @@ fn is_stdout(path: Option<&Path>) -> bool {
     path.is_none_or(|p| p == Path::new("-"))
 }
 
-/// The output format: `--format`, else the output file's extension, else the input's.
-fn output_format(flag: Option<&str>, output: Option<&Path>, input: Format) -> Result<Format> {
+/// The output format that `--format` or the output file's extension ask for; `None` means
+/// "the input's". An extension that names no format we write is an error unless `--format`
+/// is given: writing PNG bytes into `x.gif` would be a silent lie.
+fn requested_format(flag: Option<&str>, output: Option<&Path>) -> Result<Option<Format>> {
+    const KNOWN: &str = "png, jpeg, pnm, tiff, webp or bmp";
     if let Some(name) = flag {
-        return Format::from_name(name).ok_or_else(|| {
+        return Format::from_name(name)
+            .map(Some)
+            .ok_or_else(|| Error::Usage(format!("unknown format '{name}': expected {KNOWN}")));
+    }
+    let Some(p) = output.filter(|p| !is_stdout(Some(p))) else {
+        return Ok(None);
+    };
+    match p.extension().and_then(|e| e.to_str()) {
+        None => Ok(None),
+        Some(ext) => Format::from_name(ext).map(Some).ok_or_else(|| {
             Error::Usage(format!(
-                "unknown format '{name}': expected png, jpeg, pnm, tiff, webp or bmp"
+                "cannot write '{}': '.{ext}' is not a format this program writes ({KNOWN}); \
+                 use one of their extensions or --format",
+                p.display()
             ))
-        });
+        }),
     }
-    if let Some(p) = output.filter(|p| *p != Path::new("-")) {
-        if let Some(f) = Format::from_path(p) {
-            return Ok(f);
-        }
-    }
-    Ok(input)
 }
 
-/// Checks, before any work, that raw image bytes are not about to fill a terminal.
+/// Checks, before any work, that the output can be written: raw image bytes are not about
+/// to fill a terminal, and an output file's folder exists and takes new files (the file is
+/// written atomically through a temporary file there) and the path is not a folder.
 fn check_output_target(output: Option<&Path>) -> Result<()> {
-    if is_stdout(output) && std::io::stdout().is_terminal() {
-        return Err(Error::Usage(
-            "refusing to write image data to a terminal: redirect stdout or use -o FILE".into(),
-        ));
+    if is_stdout(output) {
+        if std::io::stdout().is_terminal() {
+            return Err(Error::Usage(
+                "refusing to write image data to a terminal: redirect stdout or use -o FILE".into(),
+            ));
+        }
+        return Ok(());
     }
-    Ok(())
+    let path = output.expect("not stdout");
+    let cannot = |why: String| {
+        Error::Io(std::io::Error::other(format!(
+            "cannot write output '{}': {why}",
+            path.display()
+        )))
+    };
+    if path.is_dir() {
+        return Err(cannot("it is a folder; give a file name".into()));
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(cannot(format!("folder '{}' does not exist", dir.display())));
+    }
+    tempfile::Builder::new()
+        .prefix(".vml-filter-probe-")
+        .tempfile_in(dir)
+        .map(drop)
+        .map_err(|e| cannot(format!("cannot create files in '{}': {e}", dir.display())))
 }
 
 /// Writes the encoded output: atomically to a file, or to stdout, flushed and checked.
@@ -610,6 +670,7 @@ fn read_mask(path: Option<&Path>, limits: &Limits) -> Result<Option<io::Picture>
 
 fn run_restore(args: &RestoreArgs, common: &CommonArgs, limits: &Limits) -> Result<i32> {
     let task = args.task.task()?;
+    let format = requested_format(args.io.format.as_deref(), args.io.output.as_deref())?;
     let mut input = open_input(args.io.input.as_deref())?;
     let first = {
         let _wait = signals::InputWait::begin()?;
@@ -654,11 +715,7 @@ fn run_restore(args: &RestoreArgs, common: &CommonArgs, limits: &Limits) -> Resu
     drop(input);
     let decoded = io::decode(&bytes, limits, "input image")?;
     let mask = read_mask(args.io.mask.as_deref(), limits)?;
-    let format = output_format(
-        args.io.format.as_deref(),
-        args.io.output.as_deref(),
-        decoded.format,
-    )?;
+    let format = format.unwrap_or(decoded.format);
     let settings = args.solve.settings();
     let mut reporter = common.reporter(false);
     let mut models = ModelCache::default();
@@ -672,7 +729,7 @@ fn run_restore(args: &RestoreArgs, common: &CommonArgs, limits: &Limits) -> Resu
         &mut |f, s| reporter.report(f, s),
     )?;
     reporter.finish();
-    let encoded = io::encode(&outcome.picture, format)?;
+    let encoded = io::encode_with(&outcome.picture, format, &args.io.metadata(&decoded))?;
     log::info!(
         "restored {}×{} in {:.2} s ({} tiles, {} forwards, {} vjps)",
         outcome.picture.width,
@@ -690,22 +747,19 @@ fn run_degrade(args: &DegradeArgs, limits: &Limits, reporter: &mut Reporter) -> 
     let task = args.task.task()?.ok_or_else(|| {
         Error::Usage("degrade needs a task: --sr N, --inpaint --mask FILE, --deblur SPEC, --denoise S or --colorize".into())
     })?;
+    let format = requested_format(args.io.format.as_deref(), args.io.output.as_deref())?;
     check_output_target(args.io.output.as_deref())?;
     let mut input = open_input(args.io.input.as_deref())?;
     let bytes = io::read_bounded(&mut input, limits.max_bytes, "input")?;
     let decoded = io::decode(&bytes, limits, "input image")?;
     let mask = read_mask(args.io.mask.as_deref(), limits)?;
-    let format = output_format(
-        args.io.format.as_deref(),
-        args.io.output.as_deref(),
-        decoded.format,
-    )?;
+    let format = format.unwrap_or(decoded.format);
     // For denoising, `operators::degrade` adds the task's σ itself (and σ_y on top).
     let sigma_y = args.sigma_y;
     let out = pipeline::degrade(&task, &decoded.picture, mask.as_ref(), sigma_y, args.seed)?;
     if reporter.report(1.0, "degrade") == Control::Stop {
         return Err(Error::Interrupted);
     }
-    let encoded = io::encode(&out, format)?;
+    let encoded = io::encode_with(&out, format, &args.io.metadata(&decoded))?;
     write_output(args.io.output.as_deref(), &encoded)
 }

@@ -7,19 +7,37 @@ use std::process::ExitCode;
 use vml::cli::{self, Cli};
 use vml::Error;
 
+/// A parser error as the one line every other error is (docs/reliability.md): clap's first
+/// line without its `error:` tag, and what to do about it.
+fn usage_line(e: &clap::Error) -> String {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    // `vml-filter a.jpg b.jpg`: clap takes the stray path for a subcommand name.
+    if e.kind() == ErrorKind::InvalidSubcommand {
+        if let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidSubcommand) {
+            return format!(
+                "unexpected argument '{arg}': the image comes from stdin or -i FILE, one per run \
+                 (for many files see docs/pipelines.md)"
+            );
+        }
+    }
+    let text = e.render().to_string();
+    let first = text.lines().next().unwrap_or("invalid arguments");
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    format!("{first} (see vml-filter --help)")
+}
+
 fn main() -> ExitCode {
     vml::pipeline::signals::install();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
-        Err(e) => {
-            // --help and --version are not errors and go to stdout, as users expect.
-            let code = if e.use_stderr() {
-                vml::error::exit::USAGE
-            } else {
-                0
-            };
+        // --help and --version are not errors and go to stdout, as users expect.
+        Err(e) if !e.use_stderr() => {
             let _ = e.print();
-            return ExitCode::from(code as u8);
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "vml-filter: usage: {}", usage_line(&e));
+            return ExitCode::from(vml::error::exit::USAGE as u8);
         }
     };
     let mut logger = env_logger::Builder::new();

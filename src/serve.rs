@@ -200,7 +200,7 @@ fn handle(
         models,
         &mut |f, s| reporter.report(f, s),
     )?;
-    let bytes = io::encode(&outcome.picture, format)?;
+    let bytes = io::encode_with(&outcome.picture, format, &decoded.metadata)?;
     reporter.report(1.0, "done");
     let info = ImageInfo {
         bytes: bytes.len() as u64,
@@ -219,6 +219,10 @@ fn settings_for(req: &Request, defaults: &Settings) -> Result<Settings> {
         s.method = v.clone();
     }
     if let Some(v) = &o.model {
+        // The server's --arch describes the server's --model, not another one.
+        if defaults.model.as_ref() != Some(v) {
+            s.arch = None;
+        }
         s.model = Some(v.clone());
     }
     if let Some(v) = &o.device {

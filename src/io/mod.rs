@@ -368,11 +368,40 @@ impl Picture {
     }
 }
 
-/// A decoded input and the format it came in.
+/// A decoded input, the format it came in and the metadata worth carrying to the output.
 #[derive(Clone, Debug)]
 pub struct Decoded {
     pub picture: Picture,
     pub format: Format,
+    pub metadata: Metadata,
+}
+
+/// What a photo carries besides pixels and is written back to the output where its format
+/// can hold it: the ICC colour profile (PNG, JPEG, WebP, TIFF) and the EXIF block (PNG,
+/// JPEG, WebP), its orientation reset to "as stored" because the pixels are already turned.
+/// XMP and comments are not carried: the image crate reads XMP but writes none.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Metadata {
+    pub icc: Option<Vec<u8>>,
+    pub exif: Option<Vec<u8>>,
+}
+
+impl Metadata {
+    /// The ICC profile if its colour space fits pictures of `channels` colour planes: a gray
+    /// profile on a colourised (RGB) result would be wrong, so it is dropped.
+    fn icc_for(&self, channels: usize) -> Option<&Vec<u8>> {
+        let icc = self.icc.as_ref()?;
+        let space = icc.get(16..20)?;
+        let fits = match channels {
+            1 => space == b"GRAY",
+            3 => space == b"RGB ",
+            _ => false,
+        };
+        if !fits {
+            log::info!("the input's ICC profile does not fit the output's colours: not written");
+        }
+        fits.then_some(icc)
+    }
 }
 
 /// Decodes an image from memory; `what` names it in error messages ("image", "mask").
@@ -409,15 +438,23 @@ pub fn decode(bytes: &[u8], limits: &Limits, what: &str) -> Result<Decoded> {
         h,
         u64::from(decoder.color_type().bytes_per_pixel()),
     )?;
-    // A missing or malformed EXIF block is not worth refusing the image for.
+    // A missing or malformed EXIF block or profile is not worth refusing the image for.
     let orientation = decoder
         .orientation()
         .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let icc = decoder.icc_profile().ok().flatten();
+    let mut exif = decoder.exif_metadata().ok().flatten();
+    if let Some(e) = exif.as_mut() {
+        // The pixels are turned upright below; an output that kept the tag would be turned
+        // a second time by every viewer that honours it.
+        let _ = image::metadata::Orientation::remove_from_exif_chunk(e);
+    }
     let mut img = DynamicImage::from_decoder(decoder).map_err(bad)?;
     img.apply_orientation(orientation);
     Ok(Decoded {
         picture: Picture::from_dynamic(img),
         format,
+        metadata: Metadata { icc, exif },
     })
 }
 
@@ -442,9 +479,35 @@ fn hex_prefix(bytes: &[u8]) -> String {
         .join(" ")
 }
 
-/// Encodes `picture` as `format` in memory. Formats that cannot hold 16-bit samples or
-/// alpha get 8-bit samples or lose alpha (with a warning in the log).
+/// Encodes `picture` as `format` in memory, without metadata.
 pub fn encode(picture: &Picture, format: Format) -> Result<Vec<u8>> {
+    encode_with(picture, format, &Metadata::default())
+}
+
+/// Gives `enc` what of `meta` it can carry, then writes `img` with it.
+fn write_with<E: image::ImageEncoder>(
+    img: &DynamicImage,
+    mut enc: E,
+    meta: &Metadata,
+    channels: usize,
+) -> image::ImageResult<()> {
+    if let Some(icc) = meta.icc_for(channels) {
+        if enc.set_icc_profile(icc.clone()).is_err() {
+            log::info!("this output format holds no ICC profile: the input's is not written");
+        }
+    }
+    if let Some(exif) = &meta.exif {
+        if enc.set_exif_metadata(exif.clone()).is_err() {
+            log::info!("this output format holds no EXIF: the input's is not written");
+        }
+    }
+    img.write_with_encoder(enc)
+}
+
+/// Encodes `picture` as `format` in memory with the metadata the format can hold. Formats
+/// that cannot hold 16-bit samples or alpha get 8-bit samples or lose alpha (with a warning
+/// in the log).
+pub fn encode_with(picture: &Picture, format: Format, meta: &Metadata) -> Result<Vec<u8>> {
     let mut p = std::borrow::Cow::Borrowed(picture);
     if p.sixteen_bit && !format.keeps_16_bit() {
         log::info!("{} holds 8-bit samples only: writing 8 bits", format.name());
@@ -477,12 +540,15 @@ pub fn encode(picture: &Picture, format: Format) -> Result<Vec<u8>> {
             format.name()
         )))
     };
+    let channels = p.channels;
     match format {
-        Format::Jpeg => img
-            .write_with_encoder(image::codecs::jpeg::JpegEncoder::new_with_quality(
-                &mut out, 95,
-            ))
-            .map_err(enc_err)?,
+        Format::Jpeg => write_with(
+            &img,
+            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 95),
+            meta,
+            channels,
+        )
+        .map_err(enc_err)?,
         Format::Pnm if p.sixteen_bit && p.alpha.is_none() => {
             // P5/P6 with maxval 65535 (big-endian samples), which the image crate's subtyped
             // encoder does not write.
@@ -508,12 +574,28 @@ pub fn encode(picture: &Picture, format: Format) -> Result<Vec<u8>> {
             };
             img.write_with_encoder(enc).map_err(enc_err)?
         }
-        Format::WebP => img
-            .write_with_encoder(image::codecs::webp::WebPEncoder::new_lossless(&mut out))
-            .map_err(enc_err)?,
-        other => img
-            .write_to(&mut out, other.image_format())
-            .map_err(enc_err)?,
+        Format::WebP => write_with(
+            &img,
+            image::codecs::webp::WebPEncoder::new_lossless(&mut out),
+            meta,
+            channels,
+        )
+        .map_err(enc_err)?,
+        Format::Png => write_with(
+            &img,
+            image::codecs::png::PngEncoder::new(&mut out),
+            meta,
+            channels,
+        )
+        .map_err(enc_err)?,
+        Format::Tiff => write_with(
+            &img,
+            image::codecs::tiff::TiffEncoder::new(&mut out),
+            meta,
+            channels,
+        )
+        .map_err(enc_err)?,
+        Format::Bmp => img.write_to(&mut out, ImageFormat::Bmp).map_err(enc_err)?,
     }
     Ok(out.into_inner())
 }

@@ -39,6 +39,9 @@ pub struct Settings {
     pub method: String,
     /// Model name or checkpoint path; `None` = the default model.
     pub model: Option<String>,
+    /// The checkpoint's architecture (a named one or a config JSON) when it cannot be
+    /// found beside the file or in a card; `None` = look it up.
+    pub arch: Option<String>,
     /// `auto`, `cpu`, `cuda`, `cuda:N`.
     pub device: String,
     /// The network's float type; half precisions need a CUDA device.
@@ -58,6 +61,7 @@ impl Default for Settings {
         Settings {
             method: DEFAULT_METHOD.into(),
             model: None,
+            arch: None,
             device: "auto".into(),
             precision: Precision::Fp32,
             seed: 0,
@@ -95,18 +99,20 @@ pub const DEFAULT_MODEL: &str = "default";
 /// in `precision`.
 pub fn open_denoiser(
     model: Option<&str>,
+    arch: Option<&str>,
     device: Device,
     precision: Precision,
 ) -> Result<Box<dyn Denoiser>> {
     let spec = model.unwrap_or(DEFAULT_MODEL);
-    let network = crate::model::registry::open(spec, None, device, precision)?;
+    let network = crate::model::registry::open(spec, arch, device, precision)?;
     Ok(Box::new(crate::diffusion::EpsDenoiser::new(network)))
 }
 
-/// Denoisers kept loaded between requests (serve mode), keyed by model, device and precision.
+/// Denoisers kept loaded between requests (serve mode), keyed by model, architecture,
+/// device and precision.
 #[derive(Default)]
 pub struct ModelCache {
-    loaded: HashMap<(String, String, Precision), Box<dyn Denoiser>>,
+    loaded: HashMap<(String, String, String, Precision), Box<dyn Denoiser>>,
 }
 
 impl ModelCache {
@@ -114,6 +120,7 @@ impl ModelCache {
         &mut self,
         method: &str,
         model: Option<&str>,
+        arch: Option<&str>,
         device: Device,
         precision: Precision,
     ) -> Result<&dyn Denoiser> {
@@ -122,6 +129,7 @@ impl ModelCache {
         }
         let key = (
             model.unwrap_or("").to_string(),
+            arch.unwrap_or("").to_string(),
             format!("{device:?}"),
             precision,
         );
@@ -130,7 +138,7 @@ impl ModelCache {
                 "loading model {} on {device:?}",
                 model.unwrap_or("(default)")
             );
-            let d = open_denoiser(model, device, precision)?;
+            let d = open_denoiser(model, arch, device, precision)?;
             self.loaded.insert(key.clone(), d);
         }
         match self.loaded.get(&key) {
@@ -183,6 +191,7 @@ pub fn restore(
     let denoiser = models.get(
         &settings.method,
         settings.model.as_deref(),
+        settings.arch.as_deref(),
         device,
         settings.precision,
     )?;
@@ -302,7 +311,14 @@ pub fn restore_with(
     let mut stats = Stats {
         method: settings.method.clone(),
         device: format!("{device:?}").to_lowercase(),
-        model: settings.model.clone(),
+        // The network the pixels came from: the one named, or the default; none for methods
+        // that use no network.
+        model: (!NETWORK_FREE_METHODS.contains(&settings.method.as_str())).then(|| {
+            settings
+                .model
+                .clone()
+                .unwrap_or_else(|| DEFAULT_MODEL.into())
+        }),
         tiles: ntiles,
         ..Stats::default()
     };
@@ -470,6 +486,13 @@ fn check_task(task: &Task) -> Result<()> {
         }
         Task::Denoise { sigma } if !sigma.is_finite() || *sigma <= 0.0 => bad(format!(
             "denoise sigma must be a finite number > 0, got {sigma}"
+        )),
+        // The whole pixel range is 2 wide; a σ above 1 is a value on another scale (0–255
+        // is the common one), which would flatten the image rather than denoise it.
+        Task::Denoise { sigma } if *sigma > 1.0 => bad(format!(
+            "denoise sigma {sigma} is too large: it is on the [-1, 1] pixel scale (at most 1); \
+             for {sigma} levels of 255 give {:.3}",
+            sigma / 127.5
         )),
         Task::Deblur(b) => {
             use crate::task::Blur;

@@ -1,0 +1,362 @@
+//! What a new user meets in the first hour: checks that fail before any work, metadata that
+//! survives a restore, no silent wrong outputs, one-line usage errors, `--arch`.
+
+mod cli_common;
+
+use cli_common::{encode, png, rgb, run};
+use image::{GenericImageView, ImageEncoder, ImageFormat};
+use std::path::Path;
+
+/// A restore that would take minutes if it started: the default model at 500 steps.
+fn slow_restore<'a>() -> Vec<&'a str> {
+    vec![
+        "--sr",
+        "2",
+        "--model",
+        "default",
+        "--device",
+        "cpu",
+        "--steps",
+        "500",
+        "--progress",
+        "json",
+    ]
+}
+
+/// The error came before any progress, i.e. before the model was loaded or a step run.
+fn failed_before_work(r: &cli_common::Run) -> bool {
+    !r.stderr.contains("\"event\":\"progress\"")
+        && r.stderr
+            .lines()
+            .filter(|l| l.starts_with("vml-filter:"))
+            .count()
+            == 1
+}
+
+#[test]
+fn output_problems_are_found_before_the_restore() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.png");
+    std::fs::write(&input, png(&rgb(32, 32))).unwrap();
+    let i = input.to_str().unwrap();
+    let cases = [
+        (tmp.path().join("nodir/x.png"), 1, "does not exist"),
+        (tmp.path().to_path_buf(), 1, "is a folder"),
+        (tmp.path().join("x.gif"), 2, "'.gif' is not a format"),
+        (tmp.path().join("x.xyz"), 2, "'.xyz' is not a format"),
+    ];
+    for (out, code, says) in cases {
+        let o = out.to_str().unwrap();
+        let mut a = slow_restore();
+        a.extend(["-i", i, "-o", o]);
+        let r = run(&a, b"");
+        assert_eq!(r.code, code, "{o}: {}", r.context());
+        assert!(
+            r.stderr.contains(o) && r.stderr.contains(says),
+            "{o}: {}",
+            r.stderr
+        );
+        assert!(failed_before_work(&r), "{o}: {}", r.stderr);
+    }
+    // --format makes any extension fine.
+    let odd = tmp.path().join("x.img");
+    let r = run(
+        &[
+            "--sr",
+            "2",
+            "--method",
+            "classical",
+            "--format",
+            "png",
+            "-i",
+            i,
+            "-o",
+            odd.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert_eq!(r.code, 0, "{}", r.context());
+    assert_eq!(
+        image::guess_format(&std::fs::read(&odd).unwrap()).unwrap(),
+        ImageFormat::Png
+    );
+    // Only the input and that output are left: no probe or partial files.
+    assert_eq!(cli_common::listing(tmp.path()), ["in.png", "x.img"]);
+
+    // A folder as input names itself.
+    let mut a = slow_restore();
+    a.extend(["-i", tmp.path().to_str().unwrap()]);
+    let r = run(&a, b"");
+    assert_eq!(r.code, 3, "{}", r.context());
+    assert!(r.stderr.contains("is a folder"), "{}", r.stderr);
+}
+
+#[test]
+fn denoise_on_the_wrong_scale_is_refused_with_a_hint() {
+    let r = run(
+        &["--denoise", "25", "--method", "classical"],
+        &png(&rgb(16, 16)),
+    );
+    assert_eq!(r.code, 2, "{}", r.context());
+    assert!(r.stderr.contains("0.196"), "{}", r.stderr);
+    assert!(r.stdout.is_empty());
+    let r = run(
+        &["--denoise", "0.2", "--method", "classical"],
+        &png(&rgb(16, 16)),
+    );
+    assert_eq!(r.code, 0, "{}", r.context());
+}
+
+#[test]
+fn usage_errors_are_one_prefixed_line() {
+    let img = png(&rgb(16, 16));
+    for (args, says) in [
+        (vec!["--sr", "2", "--no-such-flag"], "--no-such-flag"),
+        (vec!["--sr", "four"], "four"),
+        (vec!["a.jpg", "b.jpg"], "-i FILE"),
+        (
+            vec!["--sr", "2", "--method", "no-such-method"],
+            "no-such-method",
+        ),
+    ] {
+        let r = run(&args, &img);
+        assert_eq!(r.code, 2, "{args:?}: {}", r.context());
+        let lines: Vec<&str> = r.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{args:?}: {}", r.stderr);
+        assert!(
+            lines[0].starts_with("vml-filter: usage: "),
+            "{args:?}: {}",
+            r.stderr
+        );
+        assert!(lines[0].contains(says), "{args:?}: {}", r.stderr);
+    }
+}
+
+/// A minimal EXIF block (TIFF structure, little-endian) holding one tag: orientation.
+fn exif_with_orientation(o: u16) -> Vec<u8> {
+    let mut b = b"II*\0".to_vec();
+    b.extend(8u32.to_le_bytes());
+    b.extend(1u16.to_le_bytes());
+    b.extend(0x0112u16.to_le_bytes()); // Orientation
+    b.extend(3u16.to_le_bytes()); // SHORT
+    b.extend(1u32.to_le_bytes());
+    b.extend(u32::from(o).to_le_bytes());
+    b.extend(0u32.to_le_bytes());
+    b
+}
+
+/// An ICC-shaped block: the header fields a reader looks at, colour space `space`.
+fn icc(space: &[u8; 4]) -> Vec<u8> {
+    let mut b = vec![0u8; 256];
+    b[0..4].copy_from_slice(&256u32.to_be_bytes());
+    b[12..16].copy_from_slice(b"mntr");
+    b[16..20].copy_from_slice(space);
+    b[20..24].copy_from_slice(b"XYZ ");
+    b[36..40].copy_from_slice(b"acsp");
+    for (i, v) in b[128..].iter_mut().enumerate() {
+        *v = (i * 7) as u8;
+    }
+    b
+}
+
+fn jpeg_with(img: &image::DynamicImage, icc: &[u8], exif: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 95);
+    enc.set_icc_profile(icc.to_vec()).unwrap();
+    enc.set_exif_metadata(exif.to_vec()).unwrap();
+    let rgb8 = img.to_rgb8();
+    enc.write_image(
+        rgb8.as_raw(),
+        img.width(),
+        img.height(),
+        image::ExtendedColorType::Rgb8,
+    )
+    .unwrap();
+    out
+}
+
+fn read_meta(path: &Path) -> (Option<Vec<u8>>, Option<Vec<u8>>, (u32, u32)) {
+    use image::ImageDecoder;
+    let mut dec = image::ImageReader::open(path)
+        .unwrap()
+        .with_guessed_format()
+        .unwrap()
+        .into_decoder()
+        .unwrap();
+    let (icc, exif) = (dec.icc_profile().unwrap(), dec.exif_metadata().unwrap());
+    (icc, exif, dec.dimensions())
+}
+
+#[test]
+fn icc_profile_and_exif_reach_the_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let profile = icc(b"RGB ");
+    // Stored 40×24, orientation 6 ("rotate 90° clockwise to view"): upright it is 24×40.
+    let input = tmp.path().join("in.jpg");
+    std::fs::write(
+        &input,
+        jpeg_with(&rgb(40, 24), &profile, &exif_with_orientation(6)),
+    )
+    .unwrap();
+    let i = input.to_str().unwrap();
+    for ext in ["png", "jpg", "webp"] {
+        let out = tmp.path().join(format!("out.{ext}"));
+        let r = run(
+            &[
+                "--sr",
+                "2",
+                "--method",
+                "classical",
+                "-i",
+                i,
+                "-o",
+                out.to_str().unwrap(),
+            ],
+            b"",
+        );
+        assert_eq!(r.code, 0, "{ext}: {}", r.context());
+        let (icc, exif, size) = read_meta(&out);
+        assert_eq!(size, (48, 80), "{ext}: turned upright once");
+        assert_eq!(icc.as_deref(), Some(&profile[..]), "{ext}: ICC profile");
+        let exif = exif.unwrap_or_else(|| panic!("{ext}: EXIF dropped"));
+        assert_eq!(
+            image::metadata::Orientation::from_exif_chunk(&exif),
+            Some(image::metadata::Orientation::NoTransforms),
+            "{ext}: orientation reset"
+        );
+    }
+    // TIFF holds the profile; BMP holds neither and still writes.
+    let tif = tmp.path().join("out.tif");
+    let r = run(
+        &[
+            "--sr",
+            "2",
+            "--method",
+            "classical",
+            "-i",
+            i,
+            "-o",
+            tif.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert_eq!(r.code, 0, "{}", r.context());
+    assert_eq!(read_meta(&tif).0.as_deref(), Some(&profile[..]));
+    let bmp = tmp.path().join("out.bmp");
+    let r = run(
+        &[
+            "--sr",
+            "2",
+            "--method",
+            "classical",
+            "-i",
+            i,
+            "-o",
+            bmp.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert_eq!(r.code, 0, "{}", r.context());
+
+    // --strip writes none.
+    let out = tmp.path().join("stripped.png");
+    let r = run(
+        &[
+            "--sr",
+            "2",
+            "--method",
+            "classical",
+            "--strip",
+            "-i",
+            i,
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert_eq!(r.code, 0, "{}", r.context());
+    let (icc, exif, _) = read_meta(&out);
+    assert!(icc.is_none() && exif.is_none());
+
+    // A gray profile does not go onto a colourised (RGB) result.
+    let gray_in = tmp.path().join("gray.jpg");
+    let mut out_bytes = Vec::new();
+    let mut enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out_bytes, 95);
+    enc.set_icc_profile(icc_gray()).unwrap();
+    let g = rgb(16, 16).to_luma8();
+    enc.write_image(g.as_raw(), 16, 16, image::ExtendedColorType::L8)
+        .unwrap();
+    std::fs::write(&gray_in, out_bytes).unwrap();
+    let out = tmp.path().join("colour.png");
+    let r = run(
+        &[
+            "--colorize",
+            "--method",
+            "classical",
+            "-i",
+            gray_in.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert_eq!(r.code, 0, "{}", r.context());
+    assert!(read_meta(&out).0.is_none());
+}
+
+fn icc_gray() -> Vec<u8> {
+    icc(b"GRAY")
+}
+
+#[test]
+fn stats_name_the_model() {
+    let img = png(&rgb(32, 32));
+    let req = |method: &str| {
+        let header = serde_json::json!({
+            "vml": 1,
+            "task": {"kind": "denoise", "sigma": 0.1},
+            "options": {"method": method, "device": "cpu", "steps": 1, "iters": 1},
+            "image": {"bytes": img.len()}
+        });
+        cli_common::request(&header, &img, None)
+    };
+    for (method, want) in [
+        ("classical", serde_json::Value::Null),
+        ("vml-map", "default".into()),
+    ] {
+        let r = run(&[], &req(method));
+        assert_eq!(r.code, 0, "{method}: {}", r.context());
+        let (header, _, _) = cli_common::split_response(&r.stdout);
+        assert_eq!(header["stats"]["model"], want, "{method}: {header}");
+    }
+}
+
+#[test]
+fn arch_names_the_architecture_of_a_bare_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/checkpoints");
+    let ckpt = tmp.path().join("mine.pt");
+    std::fs::copy(fixtures.join("state_dict.pt"), &ckpt).unwrap();
+    let input = encode(&rgb(32, 32), ImageFormat::Png);
+    let base = [
+        "--denoise",
+        "0.1",
+        "--device",
+        "cpu",
+        "--steps",
+        "2",
+        "--iters",
+        "1",
+        "--model",
+        ckpt.to_str().unwrap(),
+    ];
+    let r = run(&base, &input);
+    assert_eq!(r.code, 4, "{}", r.context());
+    assert!(r.stderr.contains("--arch"), "{}", r.stderr);
+    let config = fixtures.join("config.json");
+    let mut a = base.to_vec();
+    a.extend(["--arch", config.to_str().unwrap()]);
+    let r = run(&a, &input);
+    assert_eq!(r.code, 0, "{}", r.context());
+    assert_eq!(cli_common::decode(&r.stdout).dimensions(), (32, 32));
+}
