@@ -401,10 +401,16 @@ fn model_file_that_disappears_between_serve_requests() {
 
 #[test]
 fn failed_rename_leaves_no_temporary_file() {
-    // The destination is a folder: everything is written, then the rename fails.
+    // The destination is a folder. The binary now refuses it before any work (tests/
+    // cli_checks.rs); the atomic write itself still meets it at the rename: everything is
+    // written, the rename fails, the temporary file goes.
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out.png");
     std::fs::create_dir(&out).unwrap();
+    let err = vml::io::write_atomic(&out, &png(&rgb(16, 16)), &|| false).unwrap_err();
+    assert!(err.to_string().contains("renaming onto"), "{err}");
+    assert_eq!(listing(dir.path()), vec!["out.png"]);
+    assert!(listing(&out).is_empty());
     let r = run(
         &[
             "--sr",
@@ -417,7 +423,7 @@ fn failed_rename_leaves_no_temporary_file() {
         &png(&rgb(16, 16)),
     );
     assert_eq!(r.code, 1, "{}", r.context());
-    assert!(r.stderr.contains("renaming onto"), "{}", r.stderr);
+    assert!(r.stderr.contains("is a folder"), "{}", r.stderr);
     assert_eq!(listing(dir.path()), vec!["out.png"]);
     assert!(listing(&out).is_empty());
 }
