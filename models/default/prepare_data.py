@@ -17,7 +17,8 @@ RGB, row by row, 3 bytes per pixel, nothing else (grey images repeat the grey va
 three channels): the pixel_sha256_rgb column of ../shared/eval/MANIFEST.tsv. Each source
 image is hashed before any resizing, both as stored and after its EXIF rotation, and the
 pack image too. When the evaluation manifest is present, a pack with any hash in common is
-refused (nothing is written); a difference-hash comparison against the evaluation images
+refused (nothing is written); a thumbnail comparison (aspect ratio and the correlation of 32x32 grey
+thumbnails) against the evaluation images
 themselves (when their files lie beside the manifest) also refuses near-identical copies,
 such as a resized or re-encoded evaluation image. Duplicates inside the pack are refused the
 same way.
@@ -61,8 +62,9 @@ VAL_IDS = [
     "lomiri-seeding",
 ]
 
-# Difference-hash distance (of 64 bits) at or below which two images count as the same photo.
-NEAR_BITS = 4
+# Two images count as the same photo when their aspect ratios agree within 3 % and their
+# 32x32 grey thumbnails (zero mean, unit variance) correlate at NEAR_CORR or more.
+NEAR_CORR = 0.95
 
 PHOTOS = [
     # mate-backgrounds 1.26: the "nature" folder; "abstract" and "desktop" are art.
@@ -381,19 +383,20 @@ def pixel_sha256(im):
     return hashlib.sha256(im.convert("RGB").tobytes()).hexdigest()
 
 
-def dhash(im):
-    """64-bit difference hash of the grey image (9x8 Lanczos thumbnail, left > right)."""
-    g = im.convert("L").resize((9, 8), Image.LANCZOS)
-    px = list(g.getdata())
-    bits = 0
-    for y in range(8):
-        for x in range(8):
-            bits = (bits << 1) | (px[y * 9 + x] > px[y * 9 + x + 1])
-    return bits
+def thumb(im):
+    """(aspect ratio, normalised 32x32 grey thumbnail as a list of 1024 floats)."""
+    w, h = im.size
+    g = list(im.convert("L").resize((32, 32), Image.LANCZOS).tobytes())
+    m = sum(g) / len(g)
+    sd = (sum((v - m) ** 2 for v in g) / len(g)) ** 0.5 or 1.0
+    return w / h, [(v - m) / sd for v in g]
 
 
-def hamming(a, b):
-    return bin(a ^ b).count("1")
+def similarity(a, b):
+    """Correlation of two thumbnails, or -1 when the aspect ratios differ by more than 3 %."""
+    if abs(a[0] - b[0]) > 0.03 * max(a[0], b[0]):
+        return -1.0
+    return sum(x * y for x, y in zip(a[1], b[1])) / len(a[1])
 
 
 def file_sha256(path):
@@ -409,10 +412,10 @@ def source_path(args, pkg, rel):
 
 
 def load_eval(path):
-    """(hash -> 'set/file', [(dhash, 'set/file')]) of the evaluation images, or None."""
+    """(hash -> 'set/file', [(thumbnail, 'set/file')]) of the evaluation images, or None."""
     if not path or not os.path.isfile(path):
         return None
-    hashes, dhashes = {}, []
+    hashes, thumbs = {}, []
     base = os.path.dirname(path)
     with open(path, newline="") as f:
         for row in csv.DictReader(f, delimiter="\t"):
@@ -421,8 +424,8 @@ def load_eval(path):
             img = os.path.join(base, row["set"], row["file"])
             if os.path.isfile(img):
                 with Image.open(img) as im:
-                    dhashes.append((dhash(im), name))
-    return {"path": path, "sha256": file_sha256(path), "hashes": hashes, "dhashes": dhashes}
+                    thumbs.append((thumb(im), name))
+    return {"path": path, "sha256": file_sha256(path), "hashes": hashes, "thumbs": thumbs}
 
 
 def main():
@@ -480,7 +483,7 @@ def main():
         print(f"warning: no evaluation manifest at {args.eval_manifest!r}; overlap not checked", file=sys.stderr)
 
     # 2. Decode, hash and resize everything in memory; nothing is written before all checks pass.
-    entries, images, problems = [], {}, []
+    entries, images, thumbs, problems = [], {}, {}, []
     for pid, pkg, rel, author, licence in PHOTOS:
         src = source_path(args, pkg, rel)
         with Image.open(src) as im:
@@ -491,7 +494,7 @@ def main():
             orig = oriented_im.size
             # Palette and alpha images: keep the colour channels.
             rgb = oriented_im.convert("RGB")
-        dh = dhash(rgb)
+        th = thumb(rgb)
         w, h = rgb.size
         scale = args.short_side / min(w, h)
         out_im = rgb.resize((round(w * scale), round(h * scale)), Image.LANCZOS) if scale < 1.0 else rgb
@@ -510,28 +513,27 @@ def main():
             "original_size": list(orig),
             "size": list(out_im.size),
             "pixel_sha256_rgb": pixel_sha256(out_im),
-            "dhash": f"{dh:016x}",
         }
         if oriented != stored:
             e["source_pixel_sha256_rgb_oriented"] = oriented
         entries.append(e)
         images[pid] = out_im
+        thumbs[pid] = th
         print(f"{split:5} {pid:44} {orig[0]}x{orig[1]} -> {out_im.size[0]}x{out_im.size[1]}", file=sys.stderr)
 
     # 3. Overlap with the evaluation images, and duplicates inside the pack.
-    min_eval_bits = None
+    max_eval_corr = None
     for e in entries:
         hs = {e["source_pixel_sha256_rgb"], e["pixel_sha256_rgb"], e.get("source_pixel_sha256_rgb_oriented", "")}
         if evalset is not None:
             for hsh in hs:
                 if hsh in evalset["hashes"]:
                     problems.append(f"{e['id']}: same pixels as evaluation image {evalset['hashes'][hsh]}")
-            dh = int(e["dhash"], 16)
-            for edh, name in evalset["dhashes"]:
-                d = hamming(dh, edh)
-                min_eval_bits = d if min_eval_bits is None else min(min_eval_bits, d)
-                if d <= NEAR_BITS:
-                    problems.append(f"{e['id']}: near-identical to evaluation image {name} ({d} of 64 bits differ)")
+            for eth, name in evalset["thumbs"]:
+                c = similarity(thumbs[e["id"]], eth)
+                max_eval_corr = c if max_eval_corr is None else max(max_eval_corr, c)
+                if c >= NEAR_CORR:
+                    problems.append(f"{e['id']}: near-identical to evaluation image {name} (thumbnail correlation {c:.3f})")
     seen = {}
     for e in entries:
         h = e["source_pixel_sha256_rgb"]
@@ -540,9 +542,9 @@ def main():
         seen[h] = e["id"]
     for i, a in enumerate(entries):
         for b in entries[i + 1:]:
-            d = hamming(int(a["dhash"], 16), int(b["dhash"], 16))
-            if d <= NEAR_BITS:
-                problems.append(f"{a['id']} and {b['id']}: near-identical ({d} of 64 bits differ)")
+            c = similarity(thumbs[a["id"]], thumbs[b["id"]])
+            if c >= NEAR_CORR:
+                problems.append(f"{a['id']} and {b['id']}: near-identical (thumbnail correlation {c:.3f})")
     if problems:
         sys.exit("refusing to write the pack:\n  " + "\n  ".join(problems))
 
@@ -567,10 +569,10 @@ def main():
             "manifest": evalset["path"],
             "manifest_sha256": evalset["sha256"],
             "images": len(evalset["hashes"]),
-            "images_compared_by_dhash": len(evalset["dhashes"]),
+            "images_compared_by_thumbnail": len(evalset["thumbs"]),
             "pixel_hash_matches": 0,
-            "near_bits_threshold": NEAR_BITS,
-            "min_dhash_bits_to_eval": min_eval_bits,
+            "near_duplicate_threshold": NEAR_CORR,
+            "max_thumbnail_correlation_to_eval": None if max_eval_corr is None else round(max_eval_corr, 4),
         },
         "photos": entries,
     }
