@@ -266,7 +266,8 @@ impl MethodSpec {
 }
 
 /// `vml-filter bench`.
-pub fn run(args: &BenchArgs) -> Result<()> {
+/// `progress`: print one JSON line per finished run on stderr (`--progress`, or a terminal).
+pub fn run(args: &BenchArgs, progress: bool) -> Result<()> {
     if args.size <= 0 || args.size % 32 != 0 {
         return Err(Error::Usage(format!(
             "--size must be a positive multiple of 32, got {}",
@@ -379,7 +380,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                             if let Some(xhat) = xhat {
                                 save_image(&images_dir.join(key.file_name(&m.label)), &xhat)?;
                             }
-                            eprintln!("{}", report::progress_line(&row, done, total));
+                            if progress {
+                                eprintln!("{}", report::progress_line(&row, done, total));
+                            }
                             report::append_csv(&csv, &row)?;
                             rows.push(row);
                         }

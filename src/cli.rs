@@ -262,6 +262,15 @@ impl CommonArgs {
         }
     }
 
+    /// Whether line-by-line progress is wanted where there is no bar (`bench`): asked for
+    /// with `--progress json|bar`, or stderr is a terminal and `-q` was not given.
+    fn wants_progress(&self) -> bool {
+        match self.progress {
+            Some(k) => k != ProgressKind::None,
+            None => !self.quiet && std::io::stderr().is_terminal(),
+        }
+    }
+
     fn reporter(&self, protocol: bool) -> Reporter {
         let kind = match self.progress {
             Some(k) => k,
@@ -537,7 +546,9 @@ pub fn run(cli: Cli) -> Result<i32> {
             run_degrade(&args, &limits, &mut reporter).map(|()| 0)
         }
         Some(Command::Train(args)) => crate::train::run(&args).map(|()| 0),
-        Some(Command::Bench(args)) => crate::bench::run(&args).map(|()| 0),
+        Some(Command::Bench(args)) => {
+            crate::bench::run(&args, cli.common.wants_progress()).map(|()| 0)
+        }
         Some(Command::EvalNet(args)) => crate::inspect::eval_net(&args).map(|()| 0),
         Some(Command::Compare(args)) => {
             let line = crate::inspect::compare(&args)?;
@@ -713,11 +724,15 @@ fn run_restore(args: &RestoreArgs, common: &CommonArgs, limits: &Limits) -> Resu
         io::read_bounded(&mut input, limits.max_bytes, "input")?
     };
     drop(input);
+    // The same stages as a protocol request reports (docs/protocol.md, "Progress").
+    let mut reporter = common.reporter(false);
+    if reporter.report(0.0, "decode") == Control::Stop {
+        return Err(Error::Interrupted);
+    }
     let decoded = io::decode(&bytes, limits, "input image")?;
     let mask = read_mask(args.io.mask.as_deref(), limits)?;
     let format = format.unwrap_or(decoded.format);
     let settings = args.solve.settings();
-    let mut reporter = common.reporter(false);
     let mut models = ModelCache::default();
     let outcome = pipeline::restore(
         &task,
@@ -740,6 +755,8 @@ fn run_restore(args: &RestoreArgs, common: &CommonArgs, limits: &Limits) -> Resu
         outcome.stats.vjps
     );
     write_output(args.io.output.as_deref(), &encoded)?;
+    reporter.report(1.0, "done");
+    reporter.finish();
     Ok(0)
 }
 

@@ -177,9 +177,24 @@ fn handle(
     if reporter.report(0.0, "decode") == Control::Stop {
         return Err(Error::Interrupted);
     }
-    let decoded = io::decode(image, limits, "image")?;
+    // A payload that does not decode is most often a header whose byte count is off.
+    let hint = |what: &'static str, n: usize| {
+        move |e: Error| {
+            match e {
+            Error::Input(m) => Error::Input(format!(
+                "{m} (the header's {what}.bytes is {n}: check that it is the payload's exact length)"
+            )),
+            other => other,
+        }
+        }
+    };
+    let decoded = io::decode(image, limits, "image").map_err(hint("image", image.len()))?;
     let mask = match mask {
-        Some(m) => Some(io::decode(m, limits, "mask")?.picture),
+        Some(m) => Some(
+            io::decode(m, limits, "mask")
+                .map_err(hint("mask", m.len()))?
+                .picture,
+        ),
         None => None,
     };
     let settings = settings_for(req, defaults)?;

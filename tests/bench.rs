@@ -59,6 +59,8 @@ fn bench_writes_rows_means_and_grids_and_resumes() {
     };
     let log = run(&[]);
     assert!(log.contains("skipping"), "the 16² photo is skipped: {log}");
+    // stderr is not a terminal and nobody asked: no progress lines.
+    assert!(!log.contains("\"event\":\"run\""), "{log}");
     let rows = csv_rows(&out.join("results.csv"));
     // 2 photos × 2 tasks × 2 noise levels × 3 methods.
     assert_eq!(rows.len(), 24);
@@ -100,6 +102,8 @@ fn bench_writes_rows_means_and_grids_and_resumes() {
         "--resume",
         "--methods",
         "classical,vml-map:2x1,ddrm:4,pigdm:2",
+        "--progress",
+        "json",
     ]);
     assert_eq!(log.matches("\"event\":\"run\"").count(), 8, "{log}");
     assert_eq!(csv_rows(&out.join("results.csv")).len(), 32);

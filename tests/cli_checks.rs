@@ -360,3 +360,87 @@ fn arch_names_the_architecture_of_a_bare_checkpoint() {
     assert_eq!(r.code, 0, "{}", r.context());
     assert_eq!(cli_common::decode(&r.stdout).dimensions(), (32, 32));
 }
+
+#[test]
+fn fetching_the_shipped_model_says_it_is_there() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut c = cli_common::command(&["models", "fetch", "default"]);
+    c.env("XDG_DATA_HOME", tmp.path()).env_remove("VML_MODELS");
+    let r = cli_common::run_cmd(c, b"");
+    assert_eq!(r.code, 0, "{}", r.context());
+    let path = String::from_utf8(r.stdout).unwrap();
+    assert!(
+        path.trim_end()
+            .ends_with("models/default/model.safetensors"),
+        "{path}"
+    );
+    assert!(r.stderr.contains("already present"), "{}", r.stderr);
+
+    // `models list --json` names the states as the docs do.
+    let mut c = cli_common::command(&["models", "list", "--json"]);
+    c.env("XDG_DATA_HOME", tmp.path().join("empty"))
+        .env_remove("VML_MODELS");
+    let r = cli_common::run_cmd(c, b"");
+    let rows: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    let state = rows[0]["check"]["state"].as_str().unwrap().to_string();
+    assert_eq!(rows[0]["name"], "default");
+    assert!(["present", "verified"].contains(&state.as_str()), "{state}");
+    for row in rows.as_array().unwrap() {
+        let s = row["check"]["state"].as_str().unwrap();
+        assert!(
+            [
+                "absent",
+                "present",
+                "verified",
+                "no_published_hash",
+                "wrong_size",
+                "mismatch"
+            ]
+            .contains(&s),
+            "{s}"
+        );
+    }
+}
+
+#[test]
+fn a_payload_that_does_not_decode_points_at_the_byte_count() {
+    let img = png(&rgb(16, 16));
+    let header = serde_json::json!({"vml": 1, "task": {"kind": "sr", "scale": 2},
+        "options": {"method": "classical"}});
+    let mut stream = cli_common::request(&header, &img, None);
+    // Declare fewer bytes than the payload has: the PNG is cut short.
+    let line_end = stream.iter().position(|&b| b == b'\n').unwrap();
+    let line = String::from_utf8(stream[..line_end].to_vec()).unwrap();
+    let short = line.replace(
+        &format!("\"bytes\":{}", img.len()),
+        &format!("\"bytes\":{}", img.len() - 40),
+    );
+    stream.splice(..line_end, short.into_bytes());
+    let r = run(&[], &stream);
+    assert_eq!(r.code, 3, "{}", r.context());
+    let (h, _, _) = cli_common::split_response(&r.stdout);
+    let msg = h["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("image.bytes is"), "{msg}");
+}
+
+#[test]
+fn plain_mode_reports_the_protocol_stages() {
+    let r = run(
+        &["--sr", "2", "--method", "classical", "--progress", "json"],
+        &png(&rgb(16, 16)),
+    );
+    assert_eq!(r.code, 0, "{}", r.context());
+    let stages: Vec<String> = r
+        .stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|v| v["stage"].as_str().unwrap_or("").to_string())
+        .collect();
+    let mut seen = stages.clone();
+    seen.dedup();
+    assert_eq!(
+        seen,
+        ["decode", "load", "restore", "encode", "done"],
+        "{stages:?}"
+    );
+}

@@ -401,6 +401,21 @@ fn golden_examples() {
             png(&box_mask(w, h, v[0], v[1], v[2], v[3]))
         });
         let bless = std::env::var_os("VML_BLESS_EXAMPLES").is_some();
+        // The inputs are shipped beside the example so that it replays as it is:
+        // `cat NAME.request.json NAME.image.png [NAME.mask.png] | vml-filter`.
+        let payloads = [("image.png", Some(&img)), ("mask.png", mask.as_ref())];
+        for (suffix, bytes) in payloads {
+            let path = dir.join(format!("{name}.{suffix}"));
+            match bytes {
+                Some(b) if bless => std::fs::write(&path, b).unwrap(),
+                Some(b) => assert_eq!(
+                    std::fs::read(&path).ok().as_ref(),
+                    Some(b),
+                    "{name}: {suffix} missing or not the input the example was made for"
+                ),
+                None => assert!(!path.exists(), "{name}: {suffix} but no mask_box"),
+            }
+        }
         let mut header = header;
         let request_line = if bless {
             // Regenerating the examples (review the diff!): byte counts from this input.

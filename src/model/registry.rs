@@ -396,7 +396,9 @@ pub struct Resolved {
 pub enum Check {
     /// No file in the search path.
     Absent,
-    /// Present; its hash is not known yet (`models verify` computes it).
+    /// Present; its hash is not known yet (`models verify` computes it). Called `present`
+    /// in `models list`, text and JSON alike.
+    #[serde(rename = "present")]
     NotChecked,
     /// The sha256 matches the card.
     Verified { sha256: String },

@@ -23,6 +23,7 @@ bin=$(find_vml_filter) || { fail "vml-filter binary present"; finish; }
 ensure_imagemagick || { fail "ImageMagick installed on the host"; finish; }
 IM=/usr/bin/convert
 IM_COMPARE=/usr/bin/compare
+IM_IDENTIFY=/usr/bin/identify
 VM=$repo/filters/vml-magick
 export VML_FILTER=$bin
 # The host's IM6 by its real path: some machines put a stand-in `convert` first on PATH.
@@ -109,6 +110,9 @@ done
 if [[ -n $icc ]]; then
     $IM photo.jpg -profile "$icc" tagged.jpg
     check "IM6: ICC profile of the input kept" bash -c "'$VM' tagged.jpg -sr 2 ${M[*]} tagged-out.jpg && cmp -s <($IM tagged.jpg icc:-) <($IM tagged-out.jpg icc:-)"
+    # vml-filter itself, on a file ImageMagick tagged, read back by identify -verbose.
+    check "vml-filter keeps the ICC profile (identify -verbose)" bash -c "'$bin' --sr 2 --method classical -i tagged.jpg -o direct.png && $IM_IDENTIFY -verbose direct.png | grep -q 'Profile-icc: ' && cmp -s <($IM tagged.jpg icc:-) <($IM direct.png icc:-)"
+    check "vml-filter --strip writes no profile" bash -c "'$bin' --sr 2 --method classical --strip -i tagged.jpg -o stripped.png && ! $IM_IDENTIFY -verbose stripped.png | grep -q 'Profile-icc: '"
 else
     echo "SKIP - ICC profile kept: no .icc file on this machine (install ghostscript)"
     SKIPPED=$((SKIPPED + 1))
@@ -127,6 +131,17 @@ echo "       | vml-filter said: $(grep -v '^{"progress' shim.err | head -2 | tr 
 st=$?
 [[ $st == 1 ]] && grep -q "could not read 'missing.jpg'" err.txt && pass "unreadable input: exit 1 naming the file" ||
     fail "unreadable input: exit 1 naming the file" "exit $st"
+grep -q "empty" err.txt && fail "missing input: no 'empty image' message from vml-filter" "$(cat err.txt)" ||
+    pass "missing input: no 'empty image' message from vml-filter"
+"$VM" photo.jpg -sr 2 -im /nonexistent/magick "${M[@]}" x.png 2>err.txt
+st=$?
+[[ $st == 1 ]] && grep -q "'/nonexistent/magick' not found" err.txt && pass "-im of a missing program: exit 1 naming it" ||
+    fail "-im of a missing program: exit 1 naming it" "exit $st: $(cat err.txt)"
+# The command line wins over VML_MAGICK_OPTS: with the environment's method, this would fail.
+VML_MAGICK_OPTS="-method no-such-method -steps 3" "$VM" photo.jpg -sr 2 -method classical x.png 2>err.txt
+st=$?
+[[ $st == 0 ]] && pass "-method on the command line overrides VML_MAGICK_OPTS" ||
+    fail "-method on the command line overrides VML_MAGICK_OPTS" "exit $st: $(cat err.txt)"
 
 # One real-network case: the shipped default model with VML-MAP (the default method), 10 steps
 # on a tiny picture. Super-resolution must agree with its input: the result averaged back over

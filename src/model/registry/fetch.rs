@@ -78,20 +78,6 @@ impl Registry {
         progress: &mut dyn Write,
     ) -> Result<Fetched, RegistryError> {
         let card = &self.get_or_unknown(name)?.card;
-        if card.urls.is_empty() {
-            return Err(RegistryError::NoUrl {
-                name: card.name.clone(),
-                hint: card.how_to_get(),
-            });
-        }
-        let root = match dest_root {
-            Some(r) => r.to_owned(),
-            None => self
-                .search
-                .data_dir
-                .clone()
-                .ok_or(RegistryError::NoDataDir)?,
-        };
         let mut rep = Reporter::new(progress, opts, &card.name);
         let mut cache = HashCache::load(self.search.data_dir.as_deref());
         if !opts.force {
@@ -108,6 +94,22 @@ impl Registry {
                 ));
             }
         }
+        // Only a download needs URLs and a place to put the file: a model that ships with
+        // the project and is present is simply "already present".
+        if card.urls.is_empty() {
+            return Err(RegistryError::NoUrl {
+                name: card.name.clone(),
+                hint: card.how_to_get(),
+            });
+        }
+        let root = match dest_root {
+            Some(r) => r.to_owned(),
+            None => self
+                .search
+                .data_dir
+                .clone()
+                .ok_or(RegistryError::NoDataDir)?,
+        };
         let dest = root.join(&card.name).join(&card.file);
         let fetched = download(card, &dest, opts, &mut rep)?;
         if let Fetched::Downloaded { path, sha256, .. } = &fetched {
