@@ -175,7 +175,10 @@ fn jpeg_with(img: &image::DynamicImage, icc: &[u8], exif: &[u8]) -> Vec<u8> {
     out
 }
 
-fn read_meta(path: &Path) -> (Option<Vec<u8>>, Option<Vec<u8>>, (u32, u32)) {
+/// A written file's ICC profile, EXIF block and size.
+type Meta = (Option<Vec<u8>>, Option<Vec<u8>>, (u32, u32));
+
+fn read_meta(path: &Path) -> Meta {
     use image::ImageDecoder;
     let mut dec = image::ImageReader::open(path)
         .unwrap()

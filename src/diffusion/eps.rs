@@ -1,7 +1,7 @@
 //! `D(x, σ)` over an ε-prediction (VP, DDPM) network.
 //!
 //! The network was trained on `z = √ᾱ x0 + √(1−ᾱ) n`. For a VE state `x = x0 + σ n` the same
-//! noise sits in `z = x / √(1 + σ²)` with `ᾱ = 1/(1+σ²)`, so (`../shared/docs/vml-map.md`)
+//! noise sits in `z = x / √(1 + σ²)` with `ᾱ = 1/(1+σ²)`, so (docs/derivation.md)
 //!
 //! ```text
 //! D(x, σ) = x − σ ε_θ(x / √(1+σ²), t(σ))

@@ -1,7 +1,7 @@
 //! The denoiser `D(x, σ) ≈ E[x0 | x0 + σ n]` and σ schedules (variance-exploding form).
 //!
 //! Solvers see only the `Denoiser` trait, so they run unchanged over a pretrained
-//! ε-prediction network (VP → VE conversion in `../shared/docs/vml-map.md`) or over the
+//! ε-prediction network (VP → VE conversion in docs/derivation.md) or over the
 //! exact denoiser of a Gaussian prior used in the closed-form tests.
 
 pub mod eps;

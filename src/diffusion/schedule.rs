@@ -1,8 +1,8 @@
 //! Noise schedules in the variance-exploding (VE) form `x = x0 + σ n`.
 //!
 //! - DDPM linear betas (Ho et al. 2020, `β_t` from 1e-4 to 0.02 over 1000 steps), converted to
-//!   VE noise levels `σ_t = √((1 − ᾱ_t)/ᾱ_t)` (`../shared/docs/vml-map.md`, "Using a pretrained
-//!   DDPM network"). Between table entries `t(σ)` is linear in `log σ`, so a network whose
+//!   VE noise levels `σ_t = √((1 − ᾱ_t)/ᾱ_t)` (docs/derivation.md, "Pretrained DDPM networks
+//!   as VE denoisers"). Between table entries `t(σ)` is linear in `log σ`, so a network whose
 //!   timestep embedding takes real `t` can be queried at any σ in its range.
 //! - Karras et al. 2022 ("Elucidating the design space…", eq. 5) spacing with ρ = 7.
 //! - Evenly spaced subsets of the network's own discrete steps.

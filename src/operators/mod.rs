@@ -11,7 +11,7 @@
 //! - Operators compute on the device and in the float kind of their argument; their own
 //!   tables live on the host in f64 (tch tensors are not `Sync`, operators must be).
 //!
-//! The operators (maths in `../shared/docs/vml-map.md`, "Operators the engine needs"):
+//! The operators (maths in docs/operators.md):
 //! inpainting (`inpaint`), super-resolution by block mean or bicubic (`sr`, separable),
 //! Gaussian / uniform blur (`blur`, separable with symmetric boundary), motion and user
 //! kernels (`blur`, circular convolution diagonalised by a real Fourier basis in

@@ -1,5 +1,5 @@
 //! VML-MAP (Gutha, Vinuesa, Azizpour, arXiv 2512.10524) and its preconditioned variant, as
-//! derived in `../shared/docs/vml-map.md`.
+//! derived in docs/derivation.md.
 //!
 //! At each noise level σ_i of a Karras schedule, K gradient steps on the simplified
 //! variational mode-seeking loss

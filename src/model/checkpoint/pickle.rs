@@ -342,7 +342,7 @@ impl<R: BufRead> Machine<'_, R> {
     }
 
     fn set_items(&mut self, items: Vec<Value>) -> Result<(), PickleError> {
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             return self.err("odd number of items for a dict");
         }
         let target = self.top()?.clone();
