@@ -83,19 +83,24 @@ fn read_npy(path: &std::path::Path) -> Result<Tensor> {
 
 /// `vml-filter models inspect FILE[#ENTRY]`: one line per tensor, `name<TAB>shape<TAB>dtype`,
 /// after a `#` line with the counts. A file wrapping its state dict names the entry in a
-/// `# entry` line first; a file with several dicts of tensors lists each. No tensor data
-/// is read.
+/// `# entry` line first; a file with several dicts of tensors lists each (`#ENTRY`: that
+/// one). No tensor data is read.
 pub fn inspect(path: &std::path::Path) -> Result<String> {
     let ck = crate::model::load::open_checkpoint(path)?;
-    let entries = ck.entries();
+    let entries = ck
+        .named_entries()
+        .map_err(|source| crate::model::LoadError::Checkpoint {
+            path: ck.path().to_owned(),
+            source,
+        })?;
+    // Entries are numbered among all those of the file, also when `#ENTRY` picks one.
+    let all = ck.entries();
     let mut out = String::new();
-    for (n, e) in entries.iter().enumerate() {
+    for e in entries {
         if let Some(name) = &e.name {
-            let of = entries.len();
-            out.push_str(&format!(
-                "# entry '{name}' ({} of {of} holding tensors)\n",
-                n + 1
-            ));
+            let n = all.iter().position(|x| std::ptr::eq(x, e)).unwrap_or(0) + 1;
+            let of = all.len();
+            out.push_str(&format!("# entry '{name}' ({n} of {of} holding tensors)\n"));
         }
         let mut rows: Vec<_> = e.tensors.iter().collect();
         rows.sort_by(|a, b| a.0.cmp(&b.0));

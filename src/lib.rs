@@ -21,6 +21,7 @@ pub mod model;
 pub mod operators;
 pub mod pipeline;
 pub mod protocol;
+pub mod rng;
 pub mod serve;
 pub mod solvers;
 pub mod task;

@@ -269,17 +269,21 @@ impl Net {
     }
 }
 
+/// Checkpoints, logs and configs go through the one atomic write (`io::write_atomic_with`):
+/// a crash or a full disk never leaves a partial file under the real name.
 fn write_atomic(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    write(&tmp)?;
-    std::fs::File::open(&tmp)?.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    Ok(())
+    let mut failed = None;
+    let done = crate::io::write_atomic_with(path, &|| false, |_, tmp| {
+        write(tmp).map_err(|e| {
+            let io = std::io::Error::other(e.to_string());
+            failed = Some(e);
+            io
+        })
+    });
+    match (done, failed) {
+        (Err(_), Some(e)) => Err(e),
+        (r, _) => r,
+    }
 }
 
 fn scalar_i64(v: i64) -> Tensor {

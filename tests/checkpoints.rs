@@ -219,6 +219,21 @@ fn inspect_names_the_entry() {
         "{text}"
     );
     assert!(text.contains("out.2.weight\t6,32,3,3\tFloat"), "{text}");
+
+    // FILE#ENTRY shows that entry alone.
+    let both = dir().join("wrapped_ambiguous.pt");
+    let r = cli_common::run(&["models", "inspect", both.to_str().unwrap()], b"");
+    let text = String::from_utf8_lossy(&r.stdout);
+    assert_eq!(text.matches("# entry ").count(), 2, "{text}");
+    let ema = format!("{}#ema", both.display());
+    let r = cli_common::run(&["models", "inspect", &ema], b"");
+    let text = String::from_utf8_lossy(&r.stdout);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        text.starts_with("# entry 'ema' (2 of 2 holding tensors)\n"),
+        "{text}"
+    );
+    assert_eq!(text.matches("# entry ").count(), 1, "{text}");
 }
 
 /// The published architectures at full size, as the venv's torch saves a state dict

@@ -624,6 +624,17 @@ pub fn read_file(path: &Path, max: u64, what: &str) -> Result<Vec<u8>> {
 /// `cancelled` says so just before the rename) the temporary file is removed and `path`
 /// is left as it was.
 pub fn write_atomic(path: &Path, bytes: &[u8], cancelled: &dyn Fn() -> bool) -> Result<()> {
+    write_atomic_with(path, cancelled, |f, _| f.write_all(bytes))
+}
+
+/// [`write_atomic`] for writers that make the content themselves: `write` gets the open
+/// temporary file and its path (for libraries that only write to a path, which then
+/// replace its content in place).
+pub fn write_atomic_with(
+    path: &Path,
+    cancelled: &dyn Fn() -> bool,
+    write: impl FnOnce(&mut std::fs::File, &Path) -> std::io::Result<()>,
+) -> Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -642,12 +653,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8], cancelled: &dyn Fn() -> bool) -> 
             format!("cannot create a file in '{}': {e}", dir.display()),
         ))
     })?;
-    let write = |f: &mut std::fs::File| -> std::io::Result<()> {
-        f.write_all(bytes)?;
+    let tmp_path = tmp.path().to_owned();
+    let written = write(tmp.as_file_mut(), &tmp_path).and_then(|()| {
+        let f = tmp.as_file_mut();
         f.flush()?;
         f.sync_all()
-    };
-    write(tmp.as_file_mut()).map_err(|e| {
+    });
+    written.map_err(|e| {
         Error::Io(std::io::Error::new(
             e.kind(),
             format!("writing '{}': {e}", path.display()),

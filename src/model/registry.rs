@@ -920,13 +920,12 @@ impl HashCache {
     /// Writes the cache atomically; failures only cost a re-hash later.
     pub(crate) fn save(&self) {
         let Some(path) = &self.path else { return };
-        let write = || -> io::Result<()> {
-            let dir = path.parent().unwrap_or(Path::new("."));
-            std::fs::create_dir_all(dir)?;
-            let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-            serde_json::to_writer_pretty(&mut tmp, &self.entries)?;
-            tmp.persist(path).map_err(|e| e.error)?;
-            Ok(())
+        let write = || -> crate::Result<()> {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let bytes = serde_json::to_vec_pretty(&self.entries).map_err(io::Error::other)?;
+            crate::io::write_atomic(path, &bytes, &|| false)
         };
         if let Err(e) = write() {
             log::debug!("cannot write {}: {e}", path.display());

@@ -5,7 +5,8 @@
 //!
 //! Also the mask generators used by tests, benchmarks and `degrade` (1 = unknown pixel).
 
-use super::{check_shape, Host, Indices, Operator, OperatorError, SplitMix64, Svd};
+use super::{check_shape, Host, Indices, Operator, OperatorError, Svd};
+use crate::rng::SplitMix64;
 use tch::{Kind, Tensor};
 
 pub struct Inpaint {

@@ -273,44 +273,11 @@ fn project_measurement(op: &dyn Operator, t: &Tensor) -> Tensor {
     t.shallow_clone()
 }
 
-/// Standard normal noise of `shape`, f64 on the CPU, from a counter-based generator
-/// (SplitMix64 and Box–Muller): reproducible for a seed whatever the device or thread.
+/// Standard normal noise of `shape`, f64 on the CPU, from the seed alone (`crate::rng`):
+/// reproducible for a seed whatever the device or thread.
 pub fn gaussian_noise(shape: &[i64], seed: u64) -> Tensor {
-    let n: i64 = shape.iter().product();
-    let mut rng = SplitMix64::new(seed);
-    let mut v = Vec::with_capacity(n.max(0) as usize);
-    while (v.len() as i64) < n {
-        // Box–Muller: u1 in (0, 1] keeps the log finite.
-        let u1 = 1.0 - rng.next_f64();
-        let u2 = rng.next_f64();
-        let r = (-2.0 * u1.ln()).sqrt();
-        let t = 2.0 * std::f64::consts::PI * u2;
-        v.push(r * t.cos());
-        if (v.len() as i64) < n {
-            v.push(r * t.sin());
-        }
-    }
+    let v = crate::rng::SplitMix64::new(seed).normals(crate::rng::numel(shape));
     Tensor::from_slice(&v).reshape(shape)
-}
-
-/// SplitMix64 (Steele, Lea, Flood 2014): tiny, fast, good enough for masks and noise.
-pub(crate) struct SplitMix64(u64);
-
-impl SplitMix64 {
-    pub(crate) fn new(seed: u64) -> Self {
-        SplitMix64(seed)
-    }
-    pub(crate) fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1) with 53 random bits.
-    pub(crate) fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
-    }
 }
 
 pub(crate) fn check_shape(shape: [i64; 3]) -> Result<(), OperatorError> {

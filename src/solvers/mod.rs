@@ -223,44 +223,25 @@ pub(crate) fn strided_timesteps(total: usize, steps: usize) -> Result<Vec<usize>
     Ok((0..total).step_by(stride).rev().collect())
 }
 
-/// The noise of one solve, drawn from its seed alone: SplitMix64 with Box–Muller on the host,
-/// copied to the device. Not LibTorch's global generator, which other threads of the process
-/// (a second solve, training) may be drawing from at the same time; and the same seed gives
-/// the same noise on every device.
-pub(crate) struct Noise {
-    state: u64,
-}
+/// The noise of one solve, drawn from its seed alone (`crate::rng`) on the host and copied
+/// to the device: not LibTorch's global generator, which other threads of the process (a
+/// second solve, training) may be drawing from at the same time; and the same seed gives the
+/// same noise on every device.
+pub(crate) struct Noise(crate::rng::SplitMix64);
 
 impl Noise {
     pub fn new(seed: u64) -> Self {
-        Noise { state: seed }
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in (0, 1], 53 bits.
-    fn unit(&mut self) -> f64 {
-        ((self.next_u64() >> 11) + 1) as f64 / (1u64 << 53) as f64
+        Noise(crate::rng::SplitMix64::new(seed))
     }
 
     /// Standard normal samples of `size`, in `options` (kind, device).
     pub fn normal(&mut self, size: &[i64], options: (Kind, tch::Device)) -> Tensor {
-        let count: i64 = size.iter().product();
-        let count = count.max(0) as usize;
-        let mut v = Vec::with_capacity(count + 1);
-        while v.len() < count {
-            let r = (-2.0 * self.unit().ln()).sqrt();
-            let angle = std::f64::consts::TAU * self.unit();
-            v.push((r * angle.cos()) as f32);
-            v.push((r * angle.sin()) as f32);
-        }
-        v.truncate(count);
+        let v: Vec<f32> = self
+            .0
+            .normals_open(crate::rng::numel(size))
+            .into_iter()
+            .map(|x| x as f32)
+            .collect();
         Tensor::from_slice(&v)
             .reshape(size)
             .to_kind(options.0)

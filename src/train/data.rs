@@ -10,62 +10,10 @@ use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
 use tch::{Kind, Tensor};
 
-/// SplitMix64: a tiny, seedable generator, so that the crops of step `k` depend only on
-/// `(seed, k)` and a resumed run draws exactly what an uninterrupted one would.
-#[derive(Clone, Debug)]
-pub struct SplitMix(u64);
-
-impl SplitMix {
-    pub fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `[0, 1)` with 53 bits.
-    pub fn uniform(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// Standard normal tensor of `shape` (Box–Muller), float32 on the CPU. Drawn here
-    /// rather than from LibTorch's global generator, which other threads of the process
-    /// may be using at the same time.
-    pub fn normal(&mut self, shape: &[i64]) -> Tensor {
-        let n: i64 = shape.iter().product();
-        let mut v = Vec::with_capacity(n as usize + 1);
-        while (v.len() as i64) < n {
-            let u1 = 1.0 - self.uniform(); // (0, 1]: ln is finite
-            let u2 = self.uniform();
-            let r = (-2.0 * u1.ln()).sqrt();
-            let a = std::f64::consts::TAU * u2;
-            v.push((r * a.cos()) as f32);
-            v.push((r * a.sin()) as f32);
-        }
-        v.truncate(n as usize);
-        Tensor::from_slice(&v).view(shape)
-    }
-
-    /// Uniform float32 tensor in `[-bound, bound)`, on the CPU.
-    pub fn uniform_tensor(&mut self, shape: &[i64], bound: f64) -> Tensor {
-        let n: i64 = shape.iter().product();
-        let v: Vec<f32> = (0..n)
-            .map(|_| ((2.0 * self.uniform() - 1.0) * bound) as f32)
-            .collect();
-        Tensor::from_slice(&v).view(shape)
-    }
-
-    /// Uniform integer in `0..n` (`n > 0`).
-    pub fn below(&mut self, n: u64) -> u64 {
-        // Multiply-shift: bias below 2^-64 · n, irrelevant here.
-        ((self.next_u64() as u128 * n as u128) >> 64) as u64
-    }
-}
+/// The generator of every training draw (`crate::rng`): seedable, so that the crops of step
+/// `k` depend only on `(seed, k)` and a resumed run draws exactly what an uninterrupted one
+/// would.
+pub type SplitMix = crate::rng::SplitMix64;
 
 /// Derives independent stream seeds from the run seed, a stream tag and a step.
 pub fn mix_seed(seed: u64, tag: u64, step: u64) -> u64 {

@@ -255,15 +255,13 @@ impl Checkpoint {
             .ok_or_else(|| CheckpointError::Layout("no tensors in the file".into()))
     }
 
-    /// The one entry, when no architecture is there to choose by (`models inspect`).
-    pub fn only(&self) -> Result<usize, CheckpointError> {
-        match self.candidates()?.as_slice() {
-            [one] => Ok(*one),
-            _ => Err(CheckpointError::Layout(format!(
-                "several entries hold tensors ({}); name one with FILE#ENTRY",
-                self.entry_names()
-            ))),
-        }
+    /// The entries a path names: all of them, or the one of `FILE#ENTRY`.
+    pub fn named_entries(&self) -> Result<Vec<&Entry>, CheckpointError> {
+        Ok(self
+            .candidates()?
+            .into_iter()
+            .map(|i| &self.entries[i])
+            .collect())
     }
 
     /// Reads the tensors of entry `i` onto `device`, each contiguous.
