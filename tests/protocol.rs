@@ -492,3 +492,176 @@ fn set_bytes(line: &str, key: &str, n: usize) -> String {
     let end = at + line[at..].find(|c: char| !c.is_ascii_digit()).unwrap();
     format!("{}{n}{}", &line[..at], &line[end..])
 }
+
+/// docs/protocol.schema.json is generated from the protocol's types
+/// (`vml::protocol::schema_json`). After a deliberate change to them, regenerate it with
+/// `VML_BLESS_SCHEMA=1 cargo test --release --test protocol schema` and review the diff.
+#[test]
+fn schema_file_is_the_generated_one() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/protocol.schema.json");
+    let generated = vml::protocol::schema_json();
+    if std::env::var_os("VML_BLESS_SCHEMA").is_some() {
+        std::fs::write(&path, &generated).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    if committed != generated {
+        let first = committed
+            .lines()
+            .zip(generated.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or(committed.lines().count().min(generated.lines().count()));
+        panic!(
+            "docs/protocol.schema.json is not the schema the protocol's types generate \
+             (first difference at line {}: {:?} in the file, {:?} generated); regenerate it with \
+             `VML_BLESS_SCHEMA=1 cargo test --release --test protocol schema` and review the diff",
+            first + 1,
+            committed.lines().nth(first).unwrap_or(""),
+            generated.lines().nth(first).unwrap_or("")
+        );
+    }
+}
+
+/// The generated schema, compiled (which checks it against the 2020-12 meta-schema), and
+/// validators for the document and its request, response and progress definitions.
+struct Validators {
+    schemas: boon::Schemas,
+    root: boon::SchemaIndex,
+    request: boon::SchemaIndex,
+    response: boon::SchemaIndex,
+    progress: boon::SchemaIndex,
+}
+
+impl Validators {
+    fn new() -> Self {
+        let loc = "file:///vml-filter/docs/protocol.schema.json";
+        let mut compiler = boon::Compiler::new();
+        compiler.add_resource(loc, vml::protocol::schema()).unwrap();
+        let mut schemas = boon::Schemas::new();
+        let mut compile = |fragment: &str| {
+            compiler
+                .compile(&format!("{loc}{fragment}"), &mut schemas)
+                .unwrap_or_else(|e| panic!("schema{fragment} does not compile: {e:#}"))
+        };
+        let root = compile("");
+        let request = compile("#/$defs/request");
+        let response = compile("#/$defs/response");
+        let progress = compile("#/$defs/progress");
+        Validators {
+            schemas,
+            root,
+            request,
+            response,
+            progress,
+        }
+    }
+
+    /// `Err` with the validator's explanation when `v` does not fit `def` or the document.
+    fn check(&self, def: boon::SchemaIndex, v: &Value) -> Result<(), String> {
+        for index in [def, self.root] {
+            self.schemas
+                .validate(v, index)
+                .map_err(|e| format!("{e}"))?;
+        }
+        Ok(())
+    }
+}
+
+/// Every example request and response of docs/examples fits the generated schema (the
+/// `error-unsupported-version` request is deliberately not protocol v1 and must not), and
+/// the schema is as strict as the engine where the types alone are loose.
+#[test]
+fn examples_fit_the_schema() {
+    let v = Validators::new();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/examples");
+    let mut seen = (0, 0);
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        let def = if name.ends_with(".request.json") {
+            seen.0 += 1;
+            v.request
+        } else if name.ends_with(".response.json") {
+            seen.1 += 1;
+            v.response
+        } else {
+            continue;
+        };
+        let doc: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let result = v.check(def, &doc);
+        if name == "error-unsupported-version.request.json" {
+            assert!(
+                result.is_err(),
+                "{name} fits the schema but speaks \"vml\":2"
+            );
+        } else {
+            result.unwrap_or_else(|e| panic!("docs/examples/{name} does not fit the schema: {e}"));
+        }
+    }
+    assert!(
+        seen.0 >= 4 && seen.0 == seen.1,
+        "examples missing: {seen:?}"
+    );
+
+    for fraction in [0.0, 0.4567, 1.0, 7.0] {
+        let line: Value =
+            serde_json::from_str(&vml::protocol::progress_line(fraction, "restore")).unwrap();
+        v.check(v.progress, &line).unwrap();
+    }
+    let failure = vml::protocol::Response::failure(&vml::Error::Usage("x".into()));
+    v.check(v.response, &serde_json::to_value(&failure).unwrap())
+        .unwrap();
+
+    let request = |task: Value, options: Value| json!({"vml": 1, "task": task, "image": {"bytes": 10}, "options": options});
+    let sr = json!({"kind": "sr", "scale": 4});
+    let fits = [
+        request(sr.clone(), json!({})),
+        request(
+            sr.clone(),
+            json!({"max_memory": "8G", "precision": "bf16", "device": "cuda:1"}),
+        ),
+        request(
+            sr.clone(),
+            json!({"max_memory": 1073741824u64, "format": "jpg", "steps": 20}),
+        ),
+        request(
+            sr.clone(),
+            json!({"max_memory": " 512 MiB", "renoise": "deterministic", "method": null}),
+        ),
+        request(
+            json!({"kind": "deblur", "kernel": "motion", "length": 9, "angle": -30}),
+            json!({}),
+        ),
+        request(
+            json!({"kind": "inpaint", "hint": "ignored"}),
+            json!({"unknown_option": true}),
+        ),
+    ];
+    for r in &fits {
+        v.check(v.request, r)
+            .unwrap_or_else(|e| panic!("{r} should fit: {e}"));
+    }
+    let refused = [
+        request(sr.clone(), json!({"method": "magic"})),
+        request(sr.clone(), json!({"max_memory": "8X"})),
+        request(sr.clone(), json!({"max_memory": -1})),
+        request(sr.clone(), json!({"precision": "fp8"})),
+        request(sr.clone(), json!({"device": "tpu"})),
+        request(sr.clone(), json!({"sigma_y": -0.1})),
+        request(sr.clone(), json!({"steps": "many"})),
+        request(sr.clone(), json!({"init": "zero"})),
+        request(json!({"kind": "sr", "scale": 3}), json!({})),
+        request(json!({"kind": "paint"}), json!({})),
+        request(
+            json!({"kind": "deblur", "kernel": "gaussian", "sigma": 0}),
+            json!({}),
+        ),
+        json!({"vml": 1, "task": sr, "image": {"bytes": 0}}),
+        json!({"vml": 1, "task": sr}),
+    ];
+    for r in &refused {
+        assert!(v.check(v.request, r).is_err(), "{r} should not fit");
+    }
+    let bad_response =
+        json!({"vml": 1, "ok": true, "error": {"code": "usage", "message": "x", "exit_code": 2}});
+    assert!(v.check(v.response, &bad_response).is_err());
+}

@@ -1,5 +1,9 @@
 //! The versioned JSON-header protocol (docs/protocol.md, docs/protocol.schema.json).
 //!
+//! The JSON Schema in docs/protocol.schema.json is generated from the types below
+//! ([`schema_json`]); `tests/protocol.rs` checks that the committed file is the generated one
+//! (`VML_BLESS_SCHEMA=1` rewrites it).
+//!
 //! Framing: one line of JSON (at most [`MAX_HEADER_BYTES`], ended by `\n`), then exactly
 //! the payload byte counts the header declares — the image, then the mask if any. The
 //! response has the same shape: one JSON line, then the image bytes it declares. Unknown
@@ -9,8 +13,11 @@
 use crate::error::{Error, Result};
 use crate::solvers::SolverOptions;
 use crate::task::Task;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, Read, Write};
+
+pub use schema::{schema, schema_json};
 
 /// The protocol version this build speaks.
 pub const VERSION: u32 = 1;
@@ -19,7 +26,8 @@ pub const VERSION: u32 = 1;
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 
 /// A payload announced in a header.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "payload")]
 pub struct Payload {
     /// Exact number of bytes that follow for this payload.
     pub bytes: u64,
@@ -27,26 +35,42 @@ pub struct Payload {
 
 /// What a request may set beyond the task. Absent fields take the command line's value,
 /// then the built-in default.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
+#[schemars(
+    rename = "options",
+    description = "What a request may set beyond the task. Absent fields take the command \
+                   line's value, then the built-in default."
+)]
 pub struct Options {
+    /// Restoration method, as `--method`.
+    #[schemars(with = "Option<schema::MethodName>")]
     pub method: Option<String>,
+    /// Model name or path, as `--model`.
     pub model: Option<String>,
+    /// Device, as `--device` (case-insensitive).
+    #[schemars(with = "Option<schema::DeviceName>")]
     pub device: Option<String>,
-    /// `fp32`, `fp16` or `bf16`.
+    /// `fp32`, `fp16` or `bf16`, as `--precision`; half precision needs a CUDA device.
+    #[schemars(with = "Option<schema::PrecisionName>")]
     pub precision: Option<String>,
+    /// Seed of all the noise a method draws, as `--seed`.
     pub seed: Option<u64>,
-    /// Measurement noise σ_y on the [-1, 1] scale.
+    /// Measurement noise σ_y on the [-1, 1] scale, as `--sigma-y`.
+    #[schemars(range(min = 0.0))]
     pub sigma_y: Option<f64>,
     /// Tile size in output pixels; 0 = never tile.
     pub tile: Option<u32>,
     /// Memory budget, a number of bytes or a string like `"8G"`.
+    #[schemars(with = "Option<schema::ByteSize>")]
     pub max_memory: Option<serde_json::Value>,
     /// Output format name (`png`, `jpeg`, `pnm`, `tiff`, `webp`, `bmp`); default: the input's.
+    #[schemars(with = "Option<schema::FormatName>")]
     pub format: Option<String>,
     /// The solver's own settings (`steps`, `iters`, …), at the same level; kept as JSON so
-    /// that they can be laid over the command line's (see [`Options::solver_options`]).
+    /// that they can be laid over the command line's (see `Options::solver_options`).
     #[serde(flatten)]
+    #[schemars(with = "schema::SolverOptionsDoc")]
     pub solver: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -66,28 +90,46 @@ impl Options {
 }
 
 /// A request header.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "request")]
 pub struct Request {
+    /// Protocol version.
+    #[schemars(with = "schema::Version")]
     pub vml: u32,
+    /// The degradation to undo.
+    #[schemars(with = "schema::TaskDoc")]
     pub task: Task,
+    /// The encoded image that follows the header line (at least one byte).
+    #[schemars(extend("properties" = { "bytes": { "minimum": 1 } }))]
     pub image: Payload,
+    /// The encoded mask that follows the image (required for inpainting).
     #[serde(default)]
     pub mask: Option<Payload>,
+    /// Everything else; absent fields take the command line's value, then the default.
     #[serde(default)]
+    #[schemars(transform = schema::without_default)]
     pub options: Options,
 }
 
 /// The image part of a successful response.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "image_info")]
 pub struct ImageInfo {
+    /// Length of the encoded image that follows the header line.
+    #[schemars(range(min = 1))]
     pub bytes: u64,
+    /// The format it is encoded in.
+    #[schemars(with = "schema::WrittenFormat")]
     pub format: String,
+    #[schemars(range(min = 1))]
     pub width: u32,
+    #[schemars(range(min = 1))]
     pub height: u32,
 }
 
-/// What a run measured.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// What a run measured (informative; fields may be added).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "stats")]
 pub struct Stats {
     pub method: String,
     pub device: String,
@@ -97,20 +139,35 @@ pub struct Stats {
     /// Network forward passes and vector-Jacobian products, summed over tiles.
     pub forwards: usize,
     pub vjps: usize,
+    /// Wall-clock seconds of the request.
+    #[schemars(range(min = 0.0))]
     pub seconds: f64,
 }
 
 /// `error` of a failed response.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "error_info")]
 pub struct ErrorInfo {
+    /// Machine-readable class of the failure (docs/protocol.md, §4).
+    #[schemars(with = "schema::ErrorCode")]
     pub code: String,
+    /// For humans.
     pub message: String,
+    /// The exit status the process ends with (or would, outside serve mode).
+    #[schemars(with = "schema::ExitCode")]
     pub exit_code: i32,
 }
 
-/// A response header.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// A response header: `ok` with `image` and `stats`, or not `ok` with `error`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "response")]
+#[schemars(extend("oneOf" = [
+    { "properties": { "ok": { "const": true } }, "required": ["image", "stats"] },
+    { "properties": { "ok": { "const": false } }, "required": ["error"] }
+]))]
 pub struct Response {
+    /// Protocol version.
+    #[schemars(with = "schema::Version")]
     pub vml: u32,
     pub ok: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -313,6 +370,22 @@ pub fn write_response(
     w.flush()
 }
 
+/// A progress line on stderr: `{"progress":0.42,"stage":"restore"}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "progress")]
+pub struct Progress {
+    /// Fraction of the request done, rising from 0 to 1, rounded to 0.001.
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub progress: f64,
+    /// What runs now: `decode`, `load`, `restore`, `encode`, `done` (`degrade` in the
+    /// `degrade` command).
+    #[schemars(
+        description = "What runs now: `decode`, `load`, `restore`, `encode`, `done` (`degrade` \
+                       in the `degrade` command)."
+    )]
+    pub stage: String,
+}
+
 /// One progress line for stderr: `{"progress":0.42,"stage":"restore"}`.
 pub fn progress_line(fraction: f64, stage: &str) -> String {
     let p = if fraction.is_finite() {
@@ -320,8 +393,552 @@ pub fn progress_line(fraction: f64, stage: &str) -> String {
     } else {
         0.0
     };
-    let v = serde_json::json!({ "progress": (p * 1000.0).round() / 1000.0, "stage": stage });
-    v.to_string()
+    let line = Progress {
+        progress: (p * 1000.0).round() / 1000.0,
+        stage: stage.into(),
+    };
+    serde_json::to_string(&line).unwrap_or_default()
+}
+
+/// The JSON Schema of the protocol, generated from the types above. Where a type is looser
+/// than what the engine takes (a `String` naming a method, a `serde_json::Value` memory
+/// budget), a marker type here gives the precise shape; the task and the solver settings,
+/// whose types live in `task` and `solvers`, are described by mirrors whose agreement with
+/// those types is tested below.
+mod schema {
+    use super::{Progress, Request, Response, VERSION};
+    use crate::error::exit;
+    use crate::io::Format;
+    use schemars::generate::SchemaSettings;
+    use schemars::transform::RecursiveTransform;
+    use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
+    use serde::{Deserialize, Serialize};
+    use std::borrow::Cow;
+
+    /// The schema document: `$defs/request`, `$defs/response`, `$defs/progress` and the
+    /// definitions they use; the document itself accepts any of the three.
+    pub fn schema() -> serde_json::Value {
+        serde_json::to_value(document()).unwrap_or_default()
+    }
+
+    /// [`schema`] as the text of docs/protocol.schema.json: pretty-printed, the document's
+    /// own keywords first, ending with a newline.
+    pub fn schema_json() -> String {
+        let mut text = serde_json::to_string_pretty(&document()).unwrap_or_default();
+        text.push('\n');
+        text
+    }
+
+    /// The top level of the document, in the order it is written.
+    #[derive(Serialize)]
+    struct Document {
+        #[serde(rename = "$schema")]
+        meta_schema: &'static str,
+        #[serde(rename = "$id")]
+        id: &'static str,
+        title: &'static str,
+        description: &'static str,
+        #[serde(rename = "oneOf")]
+        one_of: Vec<Schema>,
+        #[serde(rename = "$defs")]
+        defs: serde_json::Map<String, serde_json::Value>,
+    }
+
+    fn document() -> Document {
+        let mut generator = SchemaSettings::draft2020_12()
+            .with_transform(RecursiveTransform(|s: &mut Schema| {
+                // `"default": null` on every optional field says nothing that leaving it
+                // out does not.
+                if s.get("default").is_some_and(serde_json::Value::is_null) {
+                    s.remove("default");
+                }
+            }))
+            .into_generator();
+        let one_of = vec![
+            generator.subschema_for::<Request>(),
+            generator.subschema_for::<Response>(),
+            generator.subschema_for::<Progress>(),
+        ];
+        Document {
+            meta_schema: "https://json-schema.org/draft/2020-12/schema",
+            id: "vml-filter/protocol/v1",
+            title: "vml-filter protocol v1 header lines",
+            description: "One JSON line per message, followed by the payload bytes it declares \
+                (docs/protocol.md). Unknown properties are allowed everywhere and must be \
+                ignored by readers. Generated from the types of src/protocol/mod.rs: \
+                regenerate with `VML_BLESS_SCHEMA=1 cargo test --release --test protocol \
+                schema`, do not edit by hand.",
+            one_of,
+            defs: generator.take_definitions(true),
+        }
+    }
+
+    /// For a field whose `Default` is "take the command line's value": no `default`.
+    pub(super) fn without_default(schema: &mut Schema) {
+        schema.remove("default");
+    }
+
+    /// Declares a marker type whose schema is inlined where it is used.
+    macro_rules! marker {
+        ($(#[$doc:meta])* $name:ident, $schema:expr) => {
+            $(#[$doc])*
+            pub(super) struct $name;
+
+            impl JsonSchema for $name {
+                fn inline_schema() -> bool {
+                    true
+                }
+                fn schema_name() -> Cow<'static, str> {
+                    stringify!($name).into()
+                }
+                fn json_schema(_: &mut SchemaGenerator) -> Schema {
+                    $schema
+                }
+            }
+        };
+    }
+
+    marker!(
+        /// `vml`: the one version this build speaks.
+        Version,
+        json_schema!({ "type": "integer", "const": VERSION })
+    );
+
+    marker!(
+        /// A method `solvers::build` knows.
+        MethodName,
+        json_schema!({ "type": "string", "enum": crate::solvers::METHODS })
+    );
+
+    marker!(
+        /// What `device::parse_device` takes.
+        DeviceName,
+        json_schema!({
+            "type": "string",
+            "pattern": "^(auto|cpu|gpu|cuda(:[0-9]+)?)$",
+            "description": "`cuda` is `cuda:0`, `gpu` the same; the engine also takes other letter cases."
+        })
+    );
+
+    /// The names `model::Precision::parse` takes, canonical ones first.
+    pub(super) const PRECISION_NAMES: &[&str] = &[
+        "fp32", "fp16", "bf16", "float32", "f32", "float16", "f16", "half", "bfloat16",
+    ];
+
+    marker!(
+        /// What `model::Precision::parse` takes.
+        PrecisionName,
+        json_schema!({
+            "type": "string",
+            "enum": PRECISION_NAMES,
+            "description": "The engine also takes other letter cases."
+        })
+    );
+
+    /// The names `io::Format::from_name` takes, canonical ones first.
+    pub(super) const FORMAT_NAMES: &[&str] = &[
+        "png", "jpeg", "pnm", "tiff", "webp", "bmp", "jpg", "jpe", "ppm", "pgm", "pam", "pbm",
+        "tif", "dib",
+    ];
+
+    marker!(
+        /// An output format a request may name.
+        FormatName,
+        json_schema!({
+            "type": "string",
+            "enum": FORMAT_NAMES,
+            "description": "The engine also takes other letter cases and a leading dot."
+        })
+    );
+
+    marker!(
+        /// A format a response names: `io::Format::name` of each written format.
+        WrittenFormat,
+        json_schema!({
+            "type": "string",
+            "enum": Format::ALL.map(Format::name)
+        })
+    );
+
+    marker!(
+        /// `max_memory`: a byte count, or what `io::parse_size` reads (`"512M"`, `"8G"`,
+        /// `"8GiB"`; binary units).
+        ByteSize,
+        json_schema!({
+            "type": ["integer", "string"],
+            "minimum": 0,
+            "pattern": "^\\s*\\+?[0-9]+\\s*[kKmMgGtT]?(iB|B)?\\s*$"
+        })
+    );
+
+    /// Every `error::Error::code`.
+    pub(super) const ERROR_CODES: &[&str] = &[
+        "usage",
+        "bad_input",
+        "model",
+        "device",
+        "out_of_memory",
+        "interrupted",
+        "io",
+        "internal",
+    ];
+
+    marker!(
+        /// `error.code`.
+        ErrorCode,
+        json_schema!({ "type": "string", "enum": ERROR_CODES })
+    );
+
+    /// Every exit code a failure can have (`error::exit`).
+    pub(super) const EXIT_CODES: &[i32] = &[
+        exit::FAILURE,
+        exit::USAGE,
+        exit::BAD_INPUT,
+        exit::MODEL,
+        exit::DEVICE,
+        exit::OUT_OF_MEMORY,
+        exit::INTERRUPTED,
+    ];
+
+    marker!(
+        /// `error.exit_code`.
+        ExitCode,
+        json_schema!({ "type": "integer", "enum": EXIT_CODES })
+    );
+
+    // Mirror of `task::Task` (same serde shape); the ranges are those `operators::build`
+    // enforces.
+    /// The degradation to undo: `kind` and its parameters.
+    #[derive(Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+    #[serde(tag = "kind", rename_all = "lowercase")]
+    #[schemars(rename = "task")]
+    pub(super) enum TaskDoc {
+        /// Fill the pixels where the mask is set (white = restore); needs a mask.
+        Inpaint,
+        /// Undo down-sampling by `scale`.
+        Sr {
+            #[schemars(extend("enum" = [2, 4, 8]))]
+            scale: u32,
+            /// How the low-resolution image was made.
+            #[serde(default)]
+            downsample: SrKindDoc,
+        },
+        /// Undo a blur.
+        Deblur(BlurDoc),
+        /// Remove Gaussian noise of standard deviation `sigma` ([-1, 1] pixel scale).
+        Denoise {
+            #[schemars(range(min = 0.0))]
+            sigma: f64,
+        },
+        /// Recover colour from a gray image (gray = mean of R, G, B).
+        Colorize,
+    }
+
+    // Mirror of `task::SrKind`.
+    /// How super-resolution down-sampled the image.
+    #[derive(Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+    #[serde(rename_all = "lowercase")]
+    #[schemars(rename = "sr_downsample")]
+    pub(super) enum SrKindDoc {
+        /// Mean of each s×s block.
+        #[default]
+        Avgpool,
+        /// Bicubic (Keys, a = −0.5) anti-aliased down-sampling.
+        Bicubic,
+    }
+
+    // Mirror of `task::Blur`.
+    /// A blur kernel.
+    #[derive(Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+    #[serde(tag = "kernel", rename_all = "lowercase")]
+    #[schemars(rename = "blur")]
+    pub(super) enum BlurDoc {
+        /// Isotropic Gaussian with standard deviation `sigma` pixels.
+        Gaussian {
+            #[schemars(extend("exclusiveMinimum" = 0, "maximum" = 10000))]
+            sigma: f64,
+        },
+        /// Box of `size`×`size` pixels.
+        Uniform {
+            #[schemars(range(min = 1))]
+            size: u32,
+        },
+        /// Line of `length` pixels at `angle` degrees (counter-clockwise from the x axis).
+        Motion {
+            #[schemars(extend("exclusiveMinimum" = 0, "maximum" = 10000))]
+            length: f64,
+            angle: f64,
+        },
+        /// Any kernel: `height`×`width` non-negative weights, row-major, normalised to sum 1.
+        Custom {
+            #[schemars(range(min = 1))]
+            width: u32,
+            #[schemars(range(min = 1))]
+            height: u32,
+            #[schemars(inner(range(min = 0.0)))]
+            weights: Vec<f32>,
+        },
+    }
+
+    // Mirror of `solvers::SolverOptions`: the solver's settings, which sit beside the other
+    // options. `null` or absent = the method's own default (docs/algorithm.md).
+    /// The solver's settings; absent = the method's own default (docs/algorithm.md).
+    #[derive(Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+    #[serde(default)]
+    pub(super) struct SolverOptionsDoc {
+        /// Reverse diffusion steps N (vml-map 50, dps 1000, ddrm 20, pigdm 100).
+        pub steps: Option<usize>,
+        /// Inner iterations K per step (VML-MAP; 3).
+        pub iters: Option<usize>,
+        /// VML-MAP step size γ, relative to the σ_y-aware scale (2; vml-map-pre 1).
+        pub step_size: Option<f64>,
+        /// VML-MAP cap κ on the prior's share of a step (0.6).
+        pub prior_step_cap: Option<f64>,
+        /// VML-MAP floor c of the measurement variance σ_y² + c σ_i² (0.1).
+        pub sigma_y_floor: Option<f64>,
+        /// VML-MAP re-noising rule between steps (stochastic).
+        pub renoise: Option<RenoiseDoc>,
+        /// VML-MAP initialisation (pinv).
+        pub init: Option<InitDoc>,
+        /// Smallest σ of the Karras schedule (VML-MAP; the denoiser's σ_min).
+        pub sigma_min: Option<f64>,
+        /// Largest σ of the Karras schedule (VML-MAP; min(10, the denoiser's σ_max)).
+        pub sigma_max: Option<f64>,
+        /// Karras ρ (7).
+        pub rho: Option<f64>,
+        /// DPS guidance scale ζ (1).
+        pub dps_scale: Option<f64>,
+        /// Stochasticity η: DDRM (0.85) and ΠGDM (1).
+        pub eta: Option<f64>,
+        /// DDRM η_b (1).
+        pub eta_b: Option<f64>,
+        /// DDRM: singular values below this count as zero (3e-2).
+        pub svd_cutoff: Option<f64>,
+        /// Clamp x̂0 to [-1, 1] inside the steps (VML-MAP and DPS true, ΠGDM false).
+        pub clip_denoised: Option<bool>,
+    }
+
+    // Mirror of `solvers::Renoise`.
+    /// How VML-MAP moves from one noise level to the next.
+    #[derive(Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+    #[serde(rename_all = "lowercase")]
+    #[schemars(rename = "renoise")]
+    pub(super) enum RenoiseDoc {
+        /// `x = x̂0 + σ_{i+1} n` with fresh noise `n`.
+        Stochastic,
+        /// `x = x̂0 + (σ_{i+1}/σ_i)(x − x̂0)`: keeps the current noise direction.
+        Deterministic,
+    }
+
+    // Mirror of `solvers::Init`.
+    /// Where VML-MAP starts.
+    #[derive(Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+    #[serde(rename_all = "lowercase")]
+    #[schemars(rename = "init")]
+    pub(super) enum InitDoc {
+        /// `x = σ_1 n`.
+        Noise,
+        /// `x = H⁺y + σ_1 n`, the pseudo-inverse damped for the measurement noise.
+        Pinv,
+        /// `x = x_c + σ_1 n` with `x_c` the classical estimate.
+        Classical,
+    }
+
+    /// The mirrors are exhaustive conversions from the real types (a new variant or field
+    /// there fails to compile here) with the same serialisation.
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use crate::solvers::{Init, Renoise, SolverOptions};
+        use crate::task::{Blur, SrKind, Task};
+
+        fn task_doc(t: &Task) -> TaskDoc {
+            match t.clone() {
+                Task::Inpaint => TaskDoc::Inpaint,
+                Task::Sr { scale, downsample } => TaskDoc::Sr {
+                    scale,
+                    downsample: match downsample {
+                        SrKind::Avgpool => SrKindDoc::Avgpool,
+                        SrKind::Bicubic => SrKindDoc::Bicubic,
+                    },
+                },
+                Task::Deblur(b) => TaskDoc::Deblur(match b {
+                    Blur::Gaussian { sigma } => BlurDoc::Gaussian { sigma },
+                    Blur::Uniform { size } => BlurDoc::Uniform { size },
+                    Blur::Motion { length, angle } => BlurDoc::Motion { length, angle },
+                    Blur::Custom {
+                        width,
+                        height,
+                        weights,
+                    } => BlurDoc::Custom {
+                        width,
+                        height,
+                        weights,
+                    },
+                }),
+                Task::Denoise { sigma } => TaskDoc::Denoise { sigma },
+                Task::Colorize => TaskDoc::Colorize,
+            }
+        }
+
+        fn solver_doc(o: &SolverOptions) -> SolverOptionsDoc {
+            let SolverOptions {
+                steps,
+                iters,
+                step_size,
+                prior_step_cap,
+                sigma_y_floor,
+                renoise,
+                init,
+                sigma_min,
+                sigma_max,
+                rho,
+                dps_scale,
+                eta,
+                eta_b,
+                svd_cutoff,
+                clip_denoised,
+            } = o.clone();
+            SolverOptionsDoc {
+                steps,
+                iters,
+                step_size,
+                prior_step_cap,
+                sigma_y_floor,
+                renoise: renoise.map(|r| match r {
+                    Renoise::Stochastic => RenoiseDoc::Stochastic,
+                    Renoise::Deterministic => RenoiseDoc::Deterministic,
+                }),
+                init: init.map(|i| match i {
+                    Init::Noise => InitDoc::Noise,
+                    Init::Pinv => InitDoc::Pinv,
+                    Init::Classical => InitDoc::Classical,
+                }),
+                sigma_min,
+                sigma_max,
+                rho,
+                dps_scale,
+                eta,
+                eta_b,
+                svd_cutoff,
+                clip_denoised,
+            }
+        }
+
+        #[test]
+        fn task_mirror_has_the_same_wire_shape() {
+            let samples = [
+                r#"{"kind":"inpaint"}"#,
+                r#"{"kind":"sr","scale":4}"#,
+                r#"{"kind":"sr","scale":2,"downsample":"bicubic"}"#,
+                r#"{"kind":"deblur","kernel":"gaussian","sigma":3}"#,
+                r#"{"kind":"deblur","kernel":"uniform","size":9}"#,
+                r#"{"kind":"deblur","kernel":"motion","length":15,"angle":30}"#,
+                r#"{"kind":"deblur","kernel":"custom","width":2,"height":1,"weights":[1,2]}"#,
+                r#"{"kind":"denoise","sigma":0.1}"#,
+                r#"{"kind":"colorize"}"#,
+            ];
+            for s in samples {
+                let t: Task = serde_json::from_str(s).unwrap();
+                let d: TaskDoc = serde_json::from_str(s).unwrap();
+                assert_eq!(task_doc(&t), d, "{s}");
+                assert_eq!(
+                    serde_json::to_value(&t).unwrap(),
+                    serde_json::to_value(&d).unwrap(),
+                    "{s}"
+                );
+            }
+            for s in [
+                r#"{"kind":"paint"}"#,
+                r#"{"kind":"sr"}"#,
+                r#"{"kind":"deblur","kernel":"box","size":3}"#,
+                r#"{"kind":"denoise"}"#,
+            ] {
+                assert!(serde_json::from_str::<Task>(s).is_err(), "{s}");
+                assert!(serde_json::from_str::<TaskDoc>(s).is_err(), "{s}");
+            }
+        }
+
+        #[test]
+        fn solver_mirror_has_the_same_wire_shape() {
+            for o in [
+                SolverOptions::default(),
+                SolverOptions {
+                    steps: Some(10),
+                    iters: Some(2),
+                    step_size: Some(1.5),
+                    prior_step_cap: Some(0.5),
+                    sigma_y_floor: Some(0.2),
+                    renoise: Some(Renoise::Deterministic),
+                    init: Some(Init::Classical),
+                    sigma_min: Some(0.01),
+                    sigma_max: Some(5.0),
+                    rho: Some(7.0),
+                    dps_scale: Some(0.5),
+                    eta: Some(0.85),
+                    eta_b: Some(1.0),
+                    svd_cutoff: Some(0.03),
+                    clip_denoised: Some(false),
+                },
+            ] {
+                let v = serde_json::to_value(&o).unwrap();
+                assert_eq!(v, serde_json::to_value(solver_doc(&o)).unwrap());
+                let back: SolverOptionsDoc = serde_json::from_value(v).unwrap();
+                assert_eq!(back, solver_doc(&o));
+            }
+            for (r, i) in [
+                (Renoise::Stochastic, Init::Noise),
+                (Renoise::Deterministic, Init::Pinv),
+            ] {
+                let o = SolverOptions {
+                    renoise: Some(r),
+                    init: Some(i),
+                    ..Default::default()
+                };
+                assert_eq!(
+                    serde_json::to_value(&o).unwrap(),
+                    serde_json::to_value(solver_doc(&o)).unwrap()
+                );
+            }
+        }
+
+        #[test]
+        fn name_lists_match_the_parsers() {
+            for n in PRECISION_NAMES {
+                assert!(crate::model::Precision::parse(n).is_some(), "{n}");
+            }
+            for p in [
+                crate::model::Precision::Fp32,
+                crate::model::Precision::Fp16,
+                crate::model::Precision::Bf16,
+            ] {
+                assert!(PRECISION_NAMES.contains(&p.name()));
+            }
+            for n in FORMAT_NAMES {
+                assert!(Format::from_name(n).is_some(), "{n}");
+            }
+            for f in Format::ALL {
+                assert!(FORMAT_NAMES.contains(&f.name()));
+            }
+            for d in ["auto", "cpu"] {
+                assert!(crate::device::parse_device(d).is_ok(), "{d}");
+            }
+            assert!(crate::device::parse_device("tpu").is_err());
+            let errors = [
+                crate::error::Error::Usage(String::new()),
+                crate::error::Error::Input(String::new()),
+                crate::error::Error::Device(String::new()),
+                crate::error::Error::OutOfMemory(String::new()),
+                crate::error::Error::Interrupted,
+                crate::error::Error::Io(std::io::Error::other("x")),
+                crate::error::Error::Torch(tch::TchError::Torch("x".into())),
+            ];
+            for e in &errors {
+                assert!(ERROR_CODES.contains(&e.code()), "{e}");
+                assert!(EXIT_CODES.contains(&e.exit_code()), "{e}");
+            }
+        }
+    }
 }
 
 #[cfg(test)]
