@@ -159,6 +159,11 @@ fn icc(space: &[u8; 4]) -> Vec<u8> {
     b
 }
 
+const XMP: &[u8] = br#"<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/" dc:format="image/jpeg"/></rdf:RDF></x:xmpmeta>"#;
+
+/// A JPEG with an ICC profile and EXIF (by the image crate's encoder) and an XMP packet (an
+/// APP1 segment with Adobe's namespace, spliced in after the JFIF header, as cameras and
+/// editors write it).
 fn jpeg_with(img: &image::DynamicImage, icc: &[u8], exif: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     let mut enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 95);
@@ -172,11 +177,24 @@ fn jpeg_with(img: &image::DynamicImage, icc: &[u8], exif: &[u8]) -> Vec<u8> {
         image::ExtendedColorType::Rgb8,
     )
     .unwrap();
+    let ns = b"http://ns.adobe.com/xap/1.0/\0";
+    let mut seg = vec![0xFF, 0xE1];
+    seg.extend(((2 + ns.len() + XMP.len()) as u16).to_be_bytes());
+    seg.extend(ns);
+    seg.extend(XMP);
+    assert_eq!(&out[2..4], &[0xFF, 0xE0]);
+    let after_app0 = 4 + u16::from_be_bytes([out[4], out[5]]) as usize;
+    out.splice(after_app0..after_app0, seg);
     out
 }
 
-/// A written file's ICC profile, EXIF block and size.
-type Meta = (Option<Vec<u8>>, Option<Vec<u8>>, (u32, u32));
+/// A written file's ICC profile, EXIF block, size and XMP packet.
+type Meta = (
+    Option<Vec<u8>>,
+    Option<Vec<u8>>,
+    (u32, u32),
+    Option<Vec<u8>>,
+);
 
 fn read_meta(path: &Path) -> Meta {
     use image::ImageDecoder;
@@ -186,8 +204,12 @@ fn read_meta(path: &Path) -> Meta {
         .unwrap()
         .into_decoder()
         .unwrap();
-    let (icc, exif) = (dec.icc_profile().unwrap(), dec.exif_metadata().unwrap());
-    (icc, exif, dec.dimensions())
+    let (icc, exif, xmp) = (
+        dec.icc_profile().unwrap(),
+        dec.exif_metadata().unwrap(),
+        dec.xmp_metadata().unwrap(),
+    );
+    (icc, exif, dec.dimensions(), xmp)
 }
 
 #[test]
@@ -218,7 +240,10 @@ fn icc_profile_and_exif_reach_the_output() {
             b"",
         );
         assert_eq!(r.code, 0, "{ext}: {}", r.context());
-        let (icc, exif, size) = read_meta(&out);
+        let (icc, exif, size, xmp) = read_meta(&out);
+        if ext != "webp" {
+            assert_eq!(xmp.as_deref(), Some(XMP), "{ext}: XMP packet");
+        }
         assert_eq!(size, (48, 80), "{ext}: turned upright once");
         assert_eq!(icc.as_deref(), Some(&profile[..]), "{ext}: ICC profile");
         let exif = exif.unwrap_or_else(|| panic!("{ext}: EXIF dropped"));
@@ -278,8 +303,8 @@ fn icc_profile_and_exif_reach_the_output() {
         b"",
     );
     assert_eq!(r.code, 0, "{}", r.context());
-    let (icc, exif, _) = read_meta(&out);
-    assert!(icc.is_none() && exif.is_none());
+    let (icc, exif, _, xmp) = read_meta(&out);
+    assert!(icc.is_none() && exif.is_none() && xmp.is_none());
 
     // A gray profile does not go onto a colourised (RGB) result.
     let gray_in = tmp.path().join("gray.jpg");

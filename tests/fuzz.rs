@@ -504,7 +504,9 @@ fn decode_once(
     if !p.color.iter().all(in_range) || !p.alpha.iter().flatten().all(in_range) {
         return Err("a sample outside [0, 1]".into());
     }
-    let bytes = io::encode(p, encode_as).map_err(|e| format!("re-encoding failed: {e}"))?;
+    // With the input's metadata, so that mutated profiles, EXIF and XMP reach the writers.
+    let bytes = io::encode_with(p, encode_as, &d.metadata)
+        .map_err(|e| format!("re-encoding failed: {e}"))?;
     let back = io::decode(&bytes, &Limits::default(), "re-encoded")
         .map_err(|e| format!("re-encoded {encode_as:?} does not decode: {e}"))?;
     if (back.picture.width, back.picture.height) != (p.width, p.height) {

@@ -377,13 +377,14 @@ pub struct Decoded {
 }
 
 /// What a photo carries besides pixels and is written back to the output where its format
-/// can hold it: the ICC colour profile (PNG, JPEG, WebP, TIFF) and the EXIF block (PNG,
-/// JPEG, WebP), its orientation reset to "as stored" because the pixels are already turned.
-/// XMP and comments are not carried: the image crate reads XMP but writes none.
+/// can hold it: the ICC colour profile (PNG, JPEG, WebP, TIFF), the EXIF block (PNG, JPEG,
+/// WebP), its orientation reset to "as stored" because the pixels are already turned, and
+/// the XMP packet (PNG, JPEG). Comments are not carried.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Metadata {
     pub icc: Option<Vec<u8>>,
     pub exif: Option<Vec<u8>>,
+    pub xmp: Option<Vec<u8>>,
 }
 
 impl Metadata {
@@ -443,6 +444,7 @@ pub fn decode(bytes: &[u8], limits: &Limits, what: &str) -> Result<Decoded> {
         .orientation()
         .unwrap_or(image::metadata::Orientation::NoTransforms);
     let icc = decoder.icc_profile().ok().flatten();
+    let xmp = decoder.xmp_metadata().ok().flatten();
     let mut exif = decoder.exif_metadata().ok().flatten();
     if let Some(e) = exif.as_mut() {
         // The pixels are turned upright below; an output that kept the tag would be turned
@@ -454,7 +456,7 @@ pub fn decode(bytes: &[u8], limits: &Limits, what: &str) -> Result<Decoded> {
     Ok(Decoded {
         picture: Picture::from_dynamic(img),
         format,
-        metadata: Metadata { icc, exif },
+        metadata: Metadata { icc, exif, xmp },
     })
 }
 
@@ -597,7 +599,60 @@ pub fn encode_with(picture: &Picture, format: Format, meta: &Metadata) -> Result
         .map_err(enc_err)?,
         Format::Bmp => img.write_to(&mut out, ImageFormat::Bmp).map_err(enc_err)?,
     }
-    Ok(out.into_inner())
+    let mut bytes = out.into_inner();
+    if let Some(xmp) = &meta.xmp {
+        add_xmp(&mut bytes, format, xmp);
+    }
+    Ok(bytes)
+}
+
+/// Puts an XMP packet into encoded bytes, where the image library writes none: a PNG
+/// `iTXt` chunk with the keyword `XML:com.adobe.xmp` before the first `IDAT`, or a JPEG
+/// `APP1` segment with Adobe's namespace after the `JFIF` header. Other formats, and packets
+/// too large for one JPEG segment (extended XMP), go without, with a note in the log.
+fn add_xmp(bytes: &mut Vec<u8>, format: Format, xmp: &[u8]) {
+    match format {
+        Format::Png => {
+            // Signature, then chunks of length (4), type (4), data, CRC (4).
+            let mut at = 8;
+            while at + 8 <= bytes.len() && &bytes[at + 4..at + 8] != b"IDAT" {
+                let len = u32::from_be_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
+                at += 12 + len as usize;
+            }
+            if at + 8 > bytes.len() {
+                return;
+            }
+            let mut data = b"XML:com.adobe.xmp\0\0\0\0\0".to_vec();
+            data.extend_from_slice(xmp);
+            let mut chunk = (data.len() as u32).to_be_bytes().to_vec();
+            chunk.extend_from_slice(b"iTXt");
+            chunk.extend_from_slice(&data);
+            chunk.extend_from_slice(&crc32fast::hash(&chunk[4..]).to_be_bytes());
+            bytes.splice(at..at, chunk);
+        }
+        Format::Jpeg => {
+            const NS: &[u8] = b"http://ns.adobe.com/xap/1.0/\0";
+            let len = 2 + NS.len() + xmp.len();
+            if len > 0xFFFF {
+                log::info!("the input's XMP is too large for one JPEG segment: not written");
+                return;
+            }
+            // After SOI, and after the JFIF APP0 segment when there is one.
+            let mut at = 2;
+            if bytes.get(2..4) == Some(&[0xFF, 0xE0][..]) {
+                at = 4 + u16::from_be_bytes([bytes[4], bytes[5]]) as usize;
+            }
+            let mut seg = vec![0xFF, 0xE1];
+            seg.extend_from_slice(&(len as u16).to_be_bytes());
+            seg.extend_from_slice(NS);
+            seg.extend_from_slice(xmp);
+            bytes.splice(at..at, seg);
+        }
+        other => log::info!(
+            "{} output holds no XMP here: the input's is not written",
+            other.name()
+        ),
+    }
 }
 
 /// Reads all of `r`, refusing more than `max` bytes without reading them all.

@@ -112,6 +112,11 @@ if [[ -n $icc ]]; then
     check "IM6: ICC profile of the input kept" bash -c "'$VM' tagged.jpg -sr 2 ${M[*]} tagged-out.jpg && cmp -s <($IM tagged.jpg icc:-) <($IM tagged-out.jpg icc:-)"
     # vml-filter itself, on a file ImageMagick tagged, read back by identify -verbose.
     check "vml-filter keeps the ICC profile (identify -verbose)" bash -c "'$bin' --sr 2 --method classical -i tagged.jpg -o direct.png && $IM_IDENTIFY -verbose direct.png | grep -q 'Profile-icc: ' && cmp -s <($IM tagged.jpg icc:-) <($IM direct.png icc:-)"
+    printf '%s' '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:creator><rdf:Seq><rdf:li>Test</rdf:li></rdf:Seq></dc:creator></rdf:Description></rdf:RDF></x:xmpmeta>' >meta.xmp
+    $IM tagged.jpg -profile meta.xmp tagged-xmp.jpg
+    # JPEG only: IM6 reads PNG XMP from its own zTXt "Raw profile type xmp", not from the
+    # standard iTXt chunk vml-filter writes (tests/cli_checks.rs reads that one back).
+    check "vml-filter keeps the XMP packet (jpg, identify -verbose)" bash -c "'$bin' --sr 2 --method classical -i tagged-xmp.jpg -o xmp-out.jpg && $IM_IDENTIFY -verbose xmp-out.jpg | grep -q 'Profile-xmp: ' && cmp -s <($IM tagged-xmp.jpg xmp:-) <($IM xmp-out.jpg xmp:-)"
     check "vml-filter --strip writes no profile" bash -c "'$bin' --sr 2 --method classical --strip -i tagged.jpg -o stripped.png && ! $IM_IDENTIFY -verbose stripped.png | grep -q 'Profile-icc: '"
 else
     echo "SKIP - ICC profile kept: no .icc file on this machine (install ghostscript)"
