@@ -274,12 +274,7 @@ pub fn run(args: &BenchArgs, progress: bool) -> Result<()> {
             args.size
         )));
     }
-    if let Some(t) = args.threads {
-        if t < 1 {
-            return Err(Error::Usage("--threads must be at least 1".into()));
-        }
-        tch::set_num_threads(t);
-    }
+    crate::device::set_threads(args.threads)?;
     signals::install();
     std::fs::create_dir_all(&args.out)?;
     let device = parse_device(&args.device)?;

@@ -163,6 +163,10 @@ pub struct SolveArgs {
     /// Memory budget for one restore, e.g. 8G.
     #[arg(long, value_name = "BYTES", value_parser = parse_size_arg)]
     pub max_memory: Option<u64>,
+    /// LibTorch threads (default: one per core). With other busy processes, fewer are
+    /// often faster.
+    #[arg(long, value_name = "N")]
+    pub threads: Option<i32>,
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -529,6 +533,7 @@ pub fn run(cli: Cli) -> Result<i32> {
     let limits = cli.common.limits()?;
     match cli.command {
         Some(Command::Serve(args)) => {
+            crate::device::set_threads(args.solve.threads)?;
             let mut reporter = cli.common.reporter(true);
             let stdin = std::io::stdin();
             let mut input = stdin.lock();
@@ -680,6 +685,7 @@ fn read_mask(path: Option<&Path>, limits: &Limits) -> Result<Option<io::Picture>
 }
 
 fn run_restore(args: &RestoreArgs, common: &CommonArgs, limits: &Limits) -> Result<i32> {
+    crate::device::set_threads(args.solve.threads)?;
     let task = args.task.task()?;
     let format = requested_format(args.io.format.as_deref(), args.io.output.as_deref())?;
     let mut input = open_input(args.io.input.as_deref())?;

@@ -1,8 +1,25 @@
-//! `--device auto|cpu|cuda|cuda:N`.
+//! `--device auto|cpu|cuda|cuda:N`, and `--threads N`.
 
 use crate::error::{Error, Result};
 use crate::model::Precision;
 use tch::Device;
+
+/// `--threads N` (filter, `serve`, `bench`, `train`): LibTorch's intra-op threads. `None`
+/// leaves LibTorch's choice (one per core). On a machine where other processes are busy,
+/// fewer threads than cores are often faster: LibTorch's OpenMP threads spin while they
+/// wait (docs/benchmarks.md).
+pub fn set_threads(threads: Option<i32>) -> Result<()> {
+    match threads {
+        None => Ok(()),
+        Some(t) if t < 1 => Err(Error::Usage(format!(
+            "--threads must be at least 1, got {t}"
+        ))),
+        Some(t) => {
+            tch::set_num_threads(t);
+            Ok(())
+        }
+    }
+}
 
 /// Parses a device name; `auto` picks the first CUDA device when one is usable.
 pub fn parse_device(name: &str) -> Result<Device> {

@@ -490,10 +490,8 @@ fn check_args(args: &TrainArgs, cfg: &UNetConfig) -> Result<()> {
     if args.minutes.is_some_and(|m| m.is_nan() || m < 0.0) || args.checkpoint_minutes.is_nan() {
         return usage("--minutes and --checkpoint-minutes must be ≥ 0".into());
     }
-    if let Some(t) = args.threads {
-        if t <= 0 {
-            return usage("--threads must be positive".into());
-        }
+    if args.threads.is_some_and(|t| t < 1) {
+        return usage("--threads must be at least 1".into());
     }
     Ok(())
 }
@@ -509,9 +507,7 @@ pub fn train(args: &TrainArgs) -> Result<TrainSummary> {
     cfg.validate()
         .map_err(|m| Error::Usage(format!("architecture {}: {m}", args.arch)))?;
     check_args(args, &cfg)?;
-    if let Some(t) = args.threads {
-        tch::set_num_threads(t);
-    }
+    crate::device::set_threads(args.threads)?;
     let device = parse_device(&args.device)?;
 
     // 1. Run directory: refuse to overwrite a run, and to resume another architecture.

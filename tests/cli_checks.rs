@@ -472,3 +472,25 @@ fn plain_mode_reports_the_protocol_stages() {
         "{stages:?}"
     );
 }
+
+#[test]
+fn threads_is_a_filter_and_serve_option() {
+    let img = png(&rgb(16, 16));
+    let r = run(
+        &["--sr", "2", "--method", "classical", "--threads", "1"],
+        &img,
+    );
+    assert_eq!(r.code, 0, "{}", r.context());
+    for args in [
+        vec!["--sr", "2", "--method", "classical", "--threads", "0"],
+        vec!["serve", "--method", "classical", "--threads", "0"],
+    ] {
+        let r = run(&args, &img);
+        assert_eq!(r.code, 2, "{args:?}: {}", r.context());
+        assert!(
+            r.stderr.contains("--threads must be at least 1"),
+            "{}",
+            r.stderr
+        );
+    }
+}

@@ -625,9 +625,10 @@ mod schema {
         },
         /// Undo a blur.
         Deblur(BlurDoc),
-        /// Remove Gaussian noise of standard deviation `sigma` ([-1, 1] pixel scale).
+        /// Remove Gaussian noise of standard deviation `sigma` ([-1, 1] pixel scale, so at
+        /// most 1: larger values are on another scale and refused).
         Denoise {
-            #[schemars(range(min = 0.0))]
+            #[schemars(range(min = 0.0, max = 1.0))]
             sigma: f64,
         },
         /// Recover colour from a gray image (gray = mean of R, G, B).
