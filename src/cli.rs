@@ -107,8 +107,8 @@ pub struct IoArgs {
     /// else the input's format.
     #[arg(long, value_name = "FMT")]
     pub format: Option<String>,
-    /// Write no metadata. By default the input's ICC profile, EXIF (orientation reset) and
-    /// XMP go to the output where its format holds them.
+    /// Write no metadata. By default the input's ICC profile, EXIF (orientation reset), XMP
+    /// and comment go to the output where its format holds them.
     #[arg(long)]
     pub strip: bool,
 }

@@ -23,9 +23,15 @@ fn slow_restore<'a>() -> Vec<&'a str> {
     ]
 }
 
-/// The error came before any progress, i.e. before the model was loaded or a step run.
+/// The error came before the model was loaded (the `load` stage) and before any solver step
+/// (`restore`), and is the one error line.
 fn failed_before_work(r: &cli_common::Run) -> bool {
-    !r.stderr.contains("\"event\":\"progress\"")
+    failed_before_steps(r) && !r.stderr.contains(r#""stage":"load""#)
+}
+
+/// The error came before any solver step, and is the one error line.
+fn failed_before_steps(r: &cli_common::Run) -> bool {
+    !r.stderr.contains(r#""stage":"restore""#)
         && r.stderr
             .lines()
             .filter(|l| l.starts_with("vml-filter:"))
@@ -184,8 +190,47 @@ fn jpeg_with(img: &image::DynamicImage, icc: &[u8], exif: &[u8]) -> Vec<u8> {
     seg.extend(XMP);
     assert_eq!(&out[2..4], &[0xFF, 0xE0]);
     let after_app0 = 4 + u16::from_be_bytes([out[4], out[5]]) as usize;
+    // And a comment (COM segment).
+    let mut com = vec![0xFF, 0xFE];
+    com.extend(((2 + COMMENT.len()) as u16).to_be_bytes());
+    com.extend(COMMENT.as_bytes());
+    seg.extend(com);
     out.splice(after_app0..after_app0, seg);
     out
+}
+
+const COMMENT: &str = "Scanned from a 1962 slide, Ü";
+
+/// The text of a PNG's `Comment` chunk (`tEXt`, Latin-1, or `iTXt`), read here by hand.
+fn png_comment(b: &[u8]) -> Option<String> {
+    let mut at = 8;
+    while at + 8 <= b.len() {
+        let len = u32::from_be_bytes(b[at..at + 4].try_into().unwrap()) as usize;
+        let data = &b[at + 8..at + 8 + len];
+        match &b[at + 4..at + 8] {
+            b"tEXt" if data.starts_with(b"Comment\0") => {
+                return Some(data[8..].iter().map(|&c| c as char).collect())
+            }
+            b"iTXt" if data.starts_with(b"Comment\0") => {
+                return Some(String::from_utf8_lossy(&data[12..]).into_owned())
+            }
+            _ => at += 12 + len,
+        }
+    }
+    None
+}
+
+/// The text of a JPEG's first `COM` segment, read here by hand.
+fn jpeg_comment(b: &[u8]) -> Option<String> {
+    let mut at = 2;
+    while at + 4 <= b.len() && b[at] == 0xFF && b[at + 1] != 0xDA {
+        let len = u16::from_be_bytes([b[at + 2], b[at + 3]]) as usize;
+        if b[at + 1] == 0xFE {
+            return Some(String::from_utf8_lossy(&b[at + 4..at + 2 + len]).into_owned());
+        }
+        at += 2 + len;
+    }
+    None
 }
 
 /// A written file's ICC profile, EXIF block, size and XMP packet.
@@ -243,6 +288,13 @@ fn icc_profile_and_exif_reach_the_output() {
         let (icc, exif, size, xmp) = read_meta(&out);
         if ext != "webp" {
             assert_eq!(xmp.as_deref(), Some(XMP), "{ext}: XMP packet");
+            let bytes = std::fs::read(&out).unwrap();
+            let comment = if ext == "png" {
+                png_comment(&bytes)
+            } else {
+                jpeg_comment(&bytes)
+            };
+            assert_eq!(comment.as_deref(), Some(COMMENT), "{ext}: comment");
         }
         assert_eq!(size, (48, 80), "{ext}: turned upright once");
         assert_eq!(icc.as_deref(), Some(&profile[..]), "{ext}: ICC profile");
@@ -305,6 +357,7 @@ fn icc_profile_and_exif_reach_the_output() {
     assert_eq!(r.code, 0, "{}", r.context());
     let (icc, exif, _, xmp) = read_meta(&out);
     assert!(icc.is_none() && exif.is_none() && xmp.is_none());
+    assert!(png_comment(&std::fs::read(&out).unwrap()).is_none());
 
     // A gray profile does not go onto a colourised (RGB) result.
     let gray_in = tmp.path().join("gray.jpg");
@@ -492,5 +545,49 @@ fn threads_is_a_filter_and_serve_option() {
             "{}",
             r.stderr
         );
+    }
+}
+
+/// The other checks that need no result fail before the model is loaded or a step runs:
+/// a mask of the wrong size, a missing model, a missing device, an image over the limits.
+#[test]
+fn input_model_and_device_problems_are_found_before_the_restore() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.png");
+    std::fs::write(&input, png(&rgb(32, 32))).unwrap();
+    let mask = tmp.path().join("mask.png");
+    std::fs::write(&mask, png(&cli_common::box_mask(16, 16, 2, 2, 8, 8))).unwrap();
+    let (i, m) = (input.to_str().unwrap(), mask.to_str().unwrap());
+    let cases: [(&[&str], i32, &str); 4] = [
+        (&["--mask", m], 3, "mask"),
+        (
+            &["--model", "/nonexistent/model.pt"],
+            4,
+            "/nonexistent/model.pt",
+        ),
+        (&["--max-width", "16"], 3, "--max-width"),
+        (&["--device", "cuda:7"], 5, "CUDA"),
+    ];
+    for (extra, code, says) in cases {
+        if code == 5 && tch::Cuda::device_count() > 7 {
+            continue;
+        }
+        // The case's --model or --device replaces the base one.
+        let mut a: Vec<&str> = slow_restore();
+        if let Some(at) = a.iter().position(|x| *x == extra[0]) {
+            a.drain(at..at + 2);
+        }
+        a.extend_from_slice(extra);
+        a.extend(["-i", i]);
+        let r = run(&a, b"");
+        assert_eq!(r.code, code, "{extra:?}: {}", r.context());
+        assert!(r.stderr.contains(says), "{extra:?}: {}", r.stderr);
+        // A missing model is found when loading starts, before the solver.
+        let early = if code == 4 {
+            failed_before_steps(&r)
+        } else {
+            failed_before_work(&r)
+        };
+        assert!(early, "{extra:?}: {}", r.stderr);
     }
 }

@@ -379,12 +379,14 @@ pub struct Decoded {
 /// What a photo carries besides pixels and is written back to the output where its format
 /// can hold it: the ICC colour profile (PNG, JPEG, WebP, TIFF), the EXIF block (PNG, JPEG,
 /// WebP), its orientation reset to "as stored" because the pixels are already turned, and
-/// the XMP packet (PNG, JPEG). Comments are not carried.
+/// the XMP packet and the comment (PNG, JPEG).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Metadata {
     pub icc: Option<Vec<u8>>,
     pub exif: Option<Vec<u8>>,
     pub xmp: Option<Vec<u8>>,
+    /// A PNG `Comment` text chunk or a JPEG `COM` segment (the first one).
+    pub comment: Option<String>,
 }
 
 impl Metadata {
@@ -456,7 +458,12 @@ pub fn decode(bytes: &[u8], limits: &Limits, what: &str) -> Result<Decoded> {
     Ok(Decoded {
         picture: Picture::from_dynamic(img),
         format,
-        metadata: Metadata { icc, exif, xmp },
+        metadata: Metadata {
+            icc,
+            exif,
+            xmp,
+            comment: read_comment(bytes, format),
+        },
     })
 }
 
@@ -603,7 +610,128 @@ pub fn encode_with(picture: &Picture, format: Format, meta: &Metadata) -> Result
     if let Some(xmp) = &meta.xmp {
         add_xmp(&mut bytes, format, xmp);
     }
+    if let Some(text) = &meta.comment {
+        add_comment(&mut bytes, format, text);
+    }
     Ok(bytes)
+}
+
+/// The longest comment carried: more is not a comment but a payload.
+const MAX_COMMENT: usize = 64 << 10;
+
+/// The first comment of a PNG (`tEXt`, or uncompressed `iTXt`, keyword `Comment`) or JPEG
+/// (`COM` before the first scan). The image library reads neither. Every length is checked
+/// against the bytes that are there.
+fn read_comment(b: &[u8], format: Format) -> Option<String> {
+    let text = match format {
+        Format::Png => {
+            let mut at = 8;
+            loop {
+                let len = u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?) as usize;
+                let kind = b.get(at + 4..at + 8)?;
+                let data = b.get(at + 8..(at + 8).checked_add(len)?)?;
+                match kind {
+                    b"IDAT" | b"IEND" => return None,
+                    b"tEXt" if data.starts_with(b"Comment\0") => {
+                        // Latin-1, one byte per character.
+                        break data[8..].iter().map(|&c| c as char).collect();
+                    }
+                    b"iTXt" if data.starts_with(b"Comment\0\0") => {
+                        // Flag 0 (uncompressed), method, language and translated keyword.
+                        let rest = &data[10..];
+                        let lang = rest.iter().position(|&c| c == 0)?;
+                        let rest = &rest[lang + 1..];
+                        let trans = rest.iter().position(|&c| c == 0)?;
+                        break String::from_utf8_lossy(&rest[trans + 1..]).into_owned();
+                    }
+                    _ => at += 12 + len,
+                }
+            }
+        }
+        Format::Jpeg => {
+            let mut at = 2;
+            loop {
+                if *b.get(at)? != 0xFF {
+                    return None;
+                }
+                let marker = *b.get(at + 1)?;
+                match marker {
+                    // Fill bytes and markers without a length.
+                    0xFF => at += 1,
+                    0x01 | 0xD0..=0xD8 => at += 2,
+                    0xDA | 0xD9 => return None,
+                    _ => {
+                        let len = u16::from_be_bytes([*b.get(at + 2)?, *b.get(at + 3)?]) as usize;
+                        if len < 2 {
+                            return None;
+                        }
+                        let data = b.get(at + 4..at + 2 + len)?;
+                        if marker == 0xFE {
+                            break String::from_utf8_lossy(data).into_owned();
+                        }
+                        at += 2 + len;
+                    }
+                }
+            }
+        }
+        _ => return None,
+    };
+    let text = text.trim_end_matches('\0').to_owned();
+    (!text.is_empty() && text.len() <= MAX_COMMENT).then_some(text)
+}
+
+/// Writes `text` as a PNG `tEXt` (Latin-1) or `iTXt` (other text) `Comment` chunk before
+/// the first `IDAT`, or a JPEG `COM` segment after the `JFIF` header.
+fn add_comment(bytes: &mut Vec<u8>, format: Format, text: &str) {
+    match format {
+        Format::Png => {
+            let latin1: Option<Vec<u8>> = text.chars().map(|c| u8::try_from(c).ok()).collect();
+            let (kind, data) = match latin1 {
+                Some(l) => (b"tEXt", [b"Comment\0".as_slice(), &l].concat()),
+                None => (
+                    b"iTXt",
+                    [b"Comment\0\0\0\0\0".as_slice(), text.as_bytes()].concat(),
+                ),
+            };
+            png_insert_chunk(bytes, kind, &data);
+        }
+        Format::Jpeg if text.len() <= 0xFFFF - 2 => {
+            let mut seg = vec![0xFF, 0xFE];
+            seg.extend_from_slice(&((text.len() + 2) as u16).to_be_bytes());
+            seg.extend_from_slice(text.as_bytes());
+            jpeg_insert_segment(bytes, seg);
+        }
+        other => log::info!(
+            "{} output holds no comment here: the input's is not written",
+            other.name()
+        ),
+    }
+}
+
+/// Inserts a chunk before a PNG's first `IDAT` (our own encoder's output).
+fn png_insert_chunk(bytes: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+    let mut at = 8;
+    while at + 8 <= bytes.len() && &bytes[at + 4..at + 8] != b"IDAT" {
+        let len = u32::from_be_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
+        at += 12 + len as usize;
+    }
+    if at + 8 > bytes.len() {
+        return;
+    }
+    let mut chunk = (data.len() as u32).to_be_bytes().to_vec();
+    chunk.extend_from_slice(kind);
+    chunk.extend_from_slice(data);
+    chunk.extend_from_slice(&crc32fast::hash(&chunk[4..]).to_be_bytes());
+    bytes.splice(at..at, chunk);
+}
+
+/// Inserts a segment after a JPEG's SOI, and after its `JFIF` APP0 when there is one.
+fn jpeg_insert_segment(bytes: &mut Vec<u8>, seg: Vec<u8>) {
+    let mut at = 2;
+    if bytes.get(2..4) == Some(&[0xFF, 0xE0][..]) {
+        at = 4 + u16::from_be_bytes([bytes[4], bytes[5]]) as usize;
+    }
+    bytes.splice(at..at, seg);
 }
 
 /// Puts an XMP packet into encoded bytes, where the image library writes none: a PNG
@@ -613,22 +741,8 @@ pub fn encode_with(picture: &Picture, format: Format, meta: &Metadata) -> Result
 fn add_xmp(bytes: &mut Vec<u8>, format: Format, xmp: &[u8]) {
     match format {
         Format::Png => {
-            // Signature, then chunks of length (4), type (4), data, CRC (4).
-            let mut at = 8;
-            while at + 8 <= bytes.len() && &bytes[at + 4..at + 8] != b"IDAT" {
-                let len = u32::from_be_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
-                at += 12 + len as usize;
-            }
-            if at + 8 > bytes.len() {
-                return;
-            }
-            let mut data = b"XML:com.adobe.xmp\0\0\0\0\0".to_vec();
-            data.extend_from_slice(xmp);
-            let mut chunk = (data.len() as u32).to_be_bytes().to_vec();
-            chunk.extend_from_slice(b"iTXt");
-            chunk.extend_from_slice(&data);
-            chunk.extend_from_slice(&crc32fast::hash(&chunk[4..]).to_be_bytes());
-            bytes.splice(at..at, chunk);
+            let data = [b"XML:com.adobe.xmp\0\0\0\0\0".as_slice(), xmp].concat();
+            png_insert_chunk(bytes, b"iTXt", &data);
         }
         Format::Jpeg => {
             const NS: &[u8] = b"http://ns.adobe.com/xap/1.0/\0";
@@ -637,16 +751,11 @@ fn add_xmp(bytes: &mut Vec<u8>, format: Format, xmp: &[u8]) {
                 log::info!("the input's XMP is too large for one JPEG segment: not written");
                 return;
             }
-            // After SOI, and after the JFIF APP0 segment when there is one.
-            let mut at = 2;
-            if bytes.get(2..4) == Some(&[0xFF, 0xE0][..]) {
-                at = 4 + u16::from_be_bytes([bytes[4], bytes[5]]) as usize;
-            }
             let mut seg = vec![0xFF, 0xE1];
             seg.extend_from_slice(&(len as u16).to_be_bytes());
             seg.extend_from_slice(NS);
             seg.extend_from_slice(xmp);
-            bytes.splice(at..at, seg);
+            jpeg_insert_segment(bytes, seg);
         }
         other => log::info!(
             "{} output holds no XMP here: the input's is not written",

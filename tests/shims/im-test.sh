@@ -117,6 +117,10 @@ if [[ -n $icc ]]; then
     # JPEG only: IM6 reads PNG XMP from its own zTXt "Raw profile type xmp", not from the
     # standard iTXt chunk vml-filter writes (tests/cli_checks.rs reads that one back).
     check "vml-filter keeps the XMP packet (jpg, identify -verbose)" bash -c "'$bin' --sr 2 --method classical -i tagged-xmp.jpg -o xmp-out.jpg && $IM_IDENTIFY -verbose xmp-out.jpg | grep -q 'Profile-xmp: ' && cmp -s <($IM tagged-xmp.jpg xmp:-) <($IM xmp-out.jpg xmp:-)"
+    $IM photo.jpg -set comment "Scanned 1962, slide 4" commented.jpg
+    for ext in png jpg; do
+        check "vml-filter keeps the comment ($ext, identify %c)" bash -c "'$bin' --sr 2 --method classical -i commented.jpg -o c-out.$ext && [[ \$($IM_IDENTIFY -format %c c-out.$ext) == 'Scanned 1962, slide 4' ]]"
+    done
     check "vml-filter --strip writes no profile" bash -c "'$bin' --sr 2 --method classical --strip -i tagged.jpg -o stripped.png && ! $IM_IDENTIFY -verbose stripped.png | grep -q 'Profile-icc: '"
 else
     echo "SKIP - ICC profile kept: no .icc file on this machine (install ghostscript)"
