@@ -24,7 +24,7 @@ mod data;
 
 pub use adam::Adam;
 use data::Prefetch;
-pub use data::{mix_seed, read_rgb, Photos, SplitMix};
+pub use data::{mix_seed, read_rgb, Augment, Photos, SplitMix};
 
 use crate::device::parse_device;
 use crate::error::{Error, Result};
@@ -72,6 +72,13 @@ pub struct TrainArgs {
     /// Side of the square training crops, in pixels.
     #[arg(long, default_value_t = 64)]
     pub crop: i64,
+    /// Largest random downscale of a training crop (a square of up to this many crop sides,
+    /// averaged down), so that textures appear at several scales; 1 = none.
+    #[arg(long, value_name = "F", default_value_t = 4.0)]
+    pub max_downscale: f64,
+    /// Flip training crops horizontally only, instead of the 8 flips and quarter turns.
+    #[arg(long)]
+    pub hflip_only: bool,
     /// Peak learning rate.
     #[arg(long, default_value_t = 1e-3)]
     pub lr: f64,
@@ -120,6 +127,8 @@ impl TrainArgs {
             minutes: None,
             batch: 16,
             crop: 64,
+            max_downscale: 4.0,
+            hflip_only: false,
             lr: 1e-3,
             warmup: 50,
             clip: 1.0,
@@ -490,6 +499,9 @@ fn check_args(args: &TrainArgs, cfg: &UNetConfig) -> Result<()> {
     if args.minutes.is_some_and(|m| m.is_nan() || m < 0.0) || args.checkpoint_minutes.is_nan() {
         return usage("--minutes and --checkpoint-minutes must be ≥ 0".into());
     }
+    if !(args.max_downscale >= 1.0 && args.max_downscale.is_finite()) {
+        return usage("--max-downscale must be a finite number ≥ 1".into());
+    }
     if args.threads.is_some_and(|t| t < 1) {
         return usage("--threads must be at least 1".into());
     }
@@ -554,10 +566,14 @@ pub fn train(args: &TrainArgs) -> Result<TrainSummary> {
         log::info!("resumed {} at step {}", args.out.display(), c.step);
     }
     let data_dir = args.data.clone().unwrap_or_else(default_data_dir);
-    let photos = Photos::load(&data_dir.join("train"), args.crop)?;
+    let augment = data::Augment {
+        max_downscale: args.max_downscale,
+        dihedral: !args.hflip_only,
+    };
+    let photos = Photos::load(&data_dir.join("train"), args.crop, augment)?;
     let val_dir = data_dir.join("val");
     let val = if args.val_crops > 0 && val_dir.is_dir() {
-        let v = Photos::load(&val_dir, args.crop)?;
+        let v = Photos::load(&val_dir, args.crop, data::Augment::NONE)?;
         Some(ValSet::new(
             &v,
             args.val_crops,

@@ -145,3 +145,72 @@ fn resume_continues_and_matches_an_uninterrupted_run() {
         .collect();
     assert_eq!(steps, vec![5, 10]);
 }
+
+/// Scale and dihedral augmentation: crops of a fine checkerboard lose their contrast when
+/// they are downscaled, and crops of a ramp come in all 8 orientations; without
+/// augmentation neither happens.
+#[test]
+fn crops_vary_in_scale_and_orientation() {
+    use vml::train::{Augment, Photos, SplitMix};
+    let dir = tempfile::tempdir().unwrap();
+    // 96×96: a 1-pixel checkerboard in red, a ramp along x in green, along y in blue.
+    let img = image::RgbImage::from_fn(96, 96, |x, y| {
+        image::Rgb([
+            if (x + y) % 2 == 0 { 255 } else { 0 },
+            (x * 2) as u8,
+            (y * 2) as u8,
+        ])
+    });
+    img.save(dir.path().join("a.png")).unwrap();
+    let crops = |aug: Augment| {
+        let photos = Photos::load(dir.path(), 16, aug).unwrap();
+        let b = photos.batch(&mut SplitMix::new(3), 200);
+        assert_eq!(b.size(), [200, 3, 16, 16]);
+        assert!(b.min().double_value(&[]) >= -1.0 && b.max().double_value(&[]) <= 1.0);
+        b
+    };
+    let orientations = |b: &tch::Tensor| {
+        // Direction of the green ramp (x in the photo) and the blue one (y), per crop.
+        let g = b.select(1, 1);
+        let bl = b.select(1, 2);
+        let mut seen = std::collections::BTreeSet::new();
+        for i in 0..b.size()[0] {
+            let slope = |t: &tch::Tensor, dim: i64| {
+                let t = t.get(i);
+                (t.narrow(dim, 15, 1).mean(tch::Kind::Float)
+                    - t.narrow(dim, 0, 1).mean(tch::Kind::Float))
+                .double_value(&[])
+            };
+            // Which output axis the green ramp runs along, and the sign of each ramp.
+            let (gx, gy) = (slope(&g, 1), slope(&g, 0));
+            let (bx, by) = (slope(&bl, 1), slope(&bl, 0));
+            let dominant = |a: f64, b: f64| if a.abs() > b.abs() { a > 0.0 } else { b > 0.0 };
+            let key = (gx.abs() > gy.abs(), dominant(gx, gy), dominant(bx, by));
+            seen.insert(key);
+        }
+        seen.len()
+    };
+    let low_contrast = |b: &tch::Tensor| {
+        let red = b.select(1, 0);
+        (0..b.size()[0])
+            .filter(|&i| red.get(i).std(true).double_value(&[]) < 0.5)
+            .count()
+    };
+    let plain = crops(Augment::NONE);
+    assert_eq!(low_contrast(&plain), 0, "plain crops keep the checkerboard");
+    assert_eq!(
+        orientations(&plain),
+        2,
+        "plain crops: a horizontal flip only"
+    );
+    let aug = crops(Augment {
+        max_downscale: 4.0,
+        dihedral: true,
+    });
+    assert!(
+        low_contrast(&aug) > 100,
+        "most crops are downscaled: {}",
+        low_contrast(&aug)
+    );
+    assert_eq!(orientations(&aug), 8, "all 8 orientations");
+}

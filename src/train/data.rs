@@ -2,9 +2,14 @@
 //!
 //! Photos are decoded once into `u8` tensors `(3, H, W)`. A crop picks a photo with
 //! probability proportional to its number of crop positions (so every position of every
-//! photo is equally likely), a uniform position, and a horizontal flip with probability ½.
-//! Vertical flips are left out: upside-down skies are not photographs the prior should
-//! cover.
+//! photo is equally likely), then, with [`Augment`]:
+//! - a scale `s`, log-uniform in `[1, max_downscale]` (and at most what the photo's short
+//!   side allows): a square of `s × crop` pixels at a uniform position is averaged down to
+//!   `crop × crop`, so that textures appear at several scales;
+//! - one of the 8 flips and quarter turns, or only a horizontal flip with probability ½.
+//!
+//! [`Augment::NONE`] (the validation crops) is the plain draw — a position and a horizontal
+//! flip — so that validation losses stay comparable across runs.
 
 use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
@@ -22,12 +27,30 @@ pub fn mix_seed(seed: u64, tag: u64, step: u64) -> u64 {
     SplitMix::new(a ^ step.wrapping_mul(0xD6E8_FEB8_6659_FD93)).next_u64()
 }
 
+/// How crops are varied beyond their position.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Augment {
+    /// Largest downscale factor (≥ 1; 1 = crops at the photo's own scale).
+    pub max_downscale: f64,
+    /// All 8 flips and quarter turns; otherwise a horizontal flip only.
+    pub dihedral: bool,
+}
+
+impl Augment {
+    /// A position and a horizontal flip: the draw of the validation crops.
+    pub const NONE: Augment = Augment {
+        max_downscale: 1.0,
+        dihedral: false,
+    };
+}
+
 pub struct Photos {
     names: Vec<String>,
     images: Vec<Tensor>,
     /// Cumulative crop-position counts, for weighted choice.
     cumulative: Vec<f64>,
     crop: i64,
+    augment: Augment,
 }
 
 impl std::fmt::Debug for Photos {
@@ -79,7 +102,7 @@ pub fn read_rgb(path: &Path) -> Result<Tensor> {
 impl Photos {
     /// Loads every PNG/JPEG in `dir`; photos smaller than `crop` on either side are skipped
     /// with a warning.
-    pub fn load(dir: &Path, crop: i64) -> Result<Self> {
+    pub fn load(dir: &Path, crop: i64, augment: Augment) -> Result<Self> {
         let mut names = Vec::new();
         let mut images = Vec::new();
         let mut cumulative = Vec::new();
@@ -114,6 +137,7 @@ impl Photos {
             images,
             cumulative,
             crop,
+            augment,
         })
     }
 
@@ -137,6 +161,7 @@ impl Photos {
             images: self.images.iter().map(Tensor::shallow_clone).collect(),
             cumulative: self.cumulative.clone(),
             crop: self.crop,
+            augment: self.augment,
         }
     }
 
@@ -152,17 +177,44 @@ impl Photos {
                     .min(self.images.len() - 1);
                 let img = &self.images[i];
                 let (h, w) = (img.size()[1], img.size()[2]);
-                let y = rng.below((h - self.crop + 1) as u64) as i64;
-                let x = rng.below((w - self.crop + 1) as u64) as i64;
-                let c = img.narrow(1, y, self.crop).narrow(2, x, self.crop);
-                if rng.uniform() < 0.5 {
+                let crop = self.crop;
+                let largest = (h.min(w) as f64 / crop as f64).min(self.augment.max_downscale);
+                let side = if largest > 1.0 {
+                    let s = (rng.uniform() * largest.ln()).exp();
+                    ((crop as f64 * s).round() as i64).clamp(crop, h.min(w))
+                } else {
+                    crop
+                };
+                let y = rng.below((h - side + 1) as u64) as i64;
+                let x = rng.below((w - side + 1) as u64) as i64;
+                let c = img
+                    .narrow(1, y, side)
+                    .narrow(2, x, side)
+                    .to_kind(Kind::Float);
+                // Box-filtered down to the crop: each output pixel averages its footprint.
+                let c = if side > crop {
+                    c.unsqueeze(0)
+                        .adaptive_avg_pool2d([crop, crop])
+                        .squeeze_dim(0)
+                } else {
+                    c
+                };
+                if self.augment.dihedral {
+                    let k = rng.below(8) as i64;
+                    let c = c.rot90(k % 4, [1, 2]);
+                    if k >= 4 {
+                        c.flip([2])
+                    } else {
+                        c
+                    }
+                } else if rng.uniform() < 0.5 {
                     c.flip([2])
                 } else {
                     c
                 }
             })
             .collect();
-        Tensor::stack(&crops, 0).to_kind(Kind::Float) / 127.5 - 1.0
+        Tensor::stack(&crops, 0) / 127.5 - 1.0
     }
 }
 
