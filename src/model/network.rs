@@ -120,39 +120,18 @@ impl Network {
     }
 }
 
-/// Opens a network from a weights file and an architecture (`ffhq-256`, `imagenet-256`,
-/// `default` or a config JSON). Without an architecture it is taken from a `.json` next
-/// to the weights, or from the published file names.
+/// Opens a network from a weights file (`FILE` or `FILE#ENTRY`) and an architecture
+/// (`ffhq-256`, `imagenet-256`, `default` or a config JSON). Without an architecture it is
+/// found as for `--model PATH` (docs/models.md): a `.json` next to the weights, a
+/// `config.json` beside them, or the card of a registered model with that file name.
 pub fn load_network(
     weights: &Path,
     arch: Option<&str>,
     device: Device,
     precision: Precision,
 ) -> Result<Network, LoadError> {
-    let cfg = match arch {
-        Some(a) => UNetConfig::from_name_or_file(a)?,
-        None => guess_config(weights)?,
-    };
-    Network::open(weights, &cfg, device, precision)
-}
-
-fn guess_config(weights: &Path) -> Result<UNetConfig, LoadError> {
-    let (weights, _) = super::checkpoint::split_entry(weights);
-    let weights = weights.as_path();
-    let sidecar = weights.with_extension("json");
-    if sidecar.is_file() {
-        return UNetConfig::from_file(&sidecar);
-    }
-    let in_dir = weights.with_file_name("config.json");
-    if in_dir.is_file() {
-        return UNetConfig::from_file(&in_dir);
-    }
-    match weights.file_name().and_then(|n| n.to_str()) {
-        Some("ffhq_10m.pt") => Ok(UNetConfig::ffhq_256()),
-        Some("256x256_diffusion_uncond.pt") => Ok(UNetConfig::imagenet_256_uncond()),
-        _ => Err(LoadError::Other(format!(
-            "no architecture known for {}: give --arch NAME|CONFIG or put a config .json next to it",
-            weights.display()
-        ))),
-    }
+    let spec = weights.to_str().ok_or_else(|| {
+        LoadError::Other(format!("model path {} is not UTF-8", weights.display()))
+    })?;
+    super::registry::open(spec, arch, device, precision)
 }
