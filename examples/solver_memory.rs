@@ -66,7 +66,7 @@ fn main() {
         iters: Some(iters),
         ..Default::default()
     };
-    let solver = solvers::build(method, &opts).expect("method");
+    let solver = solvers::build(method.parse().expect("method"), &opts).expect("method");
     let start = std::time::Instant::now();
     let out = solver.solve(&den, &problem, 0, &mut |p| {
         let (rss, hwm) = mem_mib();

@@ -19,7 +19,7 @@ fn error(method: &str, op: &dyn Operator, sigma_y: f64, opts: &SolverOptions) ->
     let hx = op.forward(&x);
     let y = &hx + Tensor::randn_like(&hx) * sigma_y;
     let map = prior.map_estimate(op, &y, sigma_y);
-    let solver = solvers::build(method, opts).expect("options");
+    let solver = solvers::build(method.parse().expect("method"), opts).expect("options");
     let problem = Problem { op, y, sigma_y };
     match solver.solve(&prior, &problem, 7, &mut |_| Control::Continue) {
         Ok(Some(out)) => (out - &map).norm().double_value(&[]) / map.norm().double_value(&[]),

@@ -17,7 +17,7 @@ use crate::metrics::{psnr, ssim};
 use crate::model::{registry, Precision};
 use crate::operators::{self, inpaint};
 use crate::pipeline::signals;
-use crate::solvers::{self, Control, Problem, Progress, SolverOptions};
+use crate::solvers::{self, Control, Method, Problem, Progress, SolverOptions};
 use crate::task::{Blur, SrKind, Task};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -202,7 +202,7 @@ impl TaskSpec {
 #[derive(Clone, Debug, PartialEq)]
 pub struct MethodSpec {
     pub label: String,
-    pub method: String,
+    pub method: Method,
     pub options: SolverOptions,
 }
 
@@ -214,12 +214,12 @@ impl MethodSpec {
             Some((m, b)) => (m, Some(b)),
             None => (head, None),
         };
-        if !solvers::METHODS.contains(&method) {
-            return Err(Error::Usage(format!(
+        let method: Method = method.parse().map_err(|_| {
+            Error::Usage(format!(
                 "unknown method '{method}' in --methods; known: {}",
-                solvers::METHODS.join(", ")
-            )));
-        }
+                Method::names().join(", ")
+            ))
+        })?;
         let mut fields = serde_json::Map::new();
         if let Some(b) = budget {
             let bad = || Error::Usage(format!("bad budget in '{spec}': use STEPS or STEPSxITERS"));
@@ -259,7 +259,7 @@ impl MethodSpec {
         solvers::build(method, &options)?;
         Ok(Self {
             label: spec.to_string(),
-            method: method.to_string(),
+            method,
             options,
         })
     }
@@ -301,9 +301,7 @@ pub fn run(args: &BenchArgs, progress: bool) -> Result<()> {
         .as_deref()
         .ok_or_else(|| Error::Usage("--images is required".into()))?;
     let photos = load_photos(folder, args.size, args.max_images)?;
-    let network_needed = methods
-        .iter()
-        .any(|m| !crate::pipeline::NETWORK_FREE_METHODS.contains(&m.method.as_str()));
+    let network_needed = methods.iter().any(|m| m.method.needs_network());
     let denoiser: Box<dyn Denoiser> = if network_needed {
         let spec = args
             .model
@@ -410,7 +408,7 @@ fn run_one(
     seed: u64,
     device: Device,
 ) -> Result<Option<(Row, Option<Tensor>)>> {
-    let solver = solvers::build(&m.method, &m.options)?;
+    let solver = solvers::build(m.method, &m.options)?;
     let mut last = Progress {
         step: 0,
         steps: 0,
@@ -435,14 +433,17 @@ fn run_one(
         Ok(None) => return Ok(None),
         Err(e @ (Error::Usage(_) | Error::Input(_))) => {
             log::info!("{}: {e}", m.label);
-            return Ok(Some((Row::not_applicable(&m.method, &e.to_string()), None)));
+            return Ok(Some((
+                Row::not_applicable(m.method.name(), &e.to_string()),
+                None,
+            )));
         }
         Err(e) => return Err(e),
     };
     let to01 = |t: &Tensor| ((t.to_kind(Kind::Float) + 1.0) * 0.5).to_device(Device::Cpu);
     let residual = &problem.y - problem.op.forward(&xhat.to_kind(problem.y.kind()));
     let row = Row {
-        method_name: m.method.clone(),
+        method_name: m.method.name().into(),
         status: "ok".into(),
         psnr: psnr(&to01(&xhat), &to01(x)),
         ssim: ssim(&to01(&xhat), &to01(x)),

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::io::{self, Format, Limits};
 use crate::model::Precision;
 use crate::pipeline::{self, signals, ModelCache, Settings};
-use crate::solvers::{Control, SolverOptions};
+use crate::solvers::{Control, Method, SolverOptions};
 use crate::task::{Blur, SrKind, Task};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::io::{BufRead, BufReader, IsTerminal, Write};
@@ -129,7 +129,7 @@ impl IoArgs {
 pub struct SolveArgs {
     /// Restoration method: vml-map, vml-map-pre, dps, ddrm, pigdm, classical.
     #[arg(long, value_name = "NAME")]
-    pub method: Option<String>,
+    pub method: Option<Method>,
     /// Model name or checkpoint path (`FILE#ENTRY` picks one state dict of a file holding
     /// several).
     #[arg(long, value_name = "NAME|PATH")]
@@ -431,10 +431,7 @@ fn read_kernel(path: &Path) -> Result<Blur> {
 impl SolveArgs {
     pub fn settings(&self) -> Settings {
         Settings {
-            method: self
-                .method
-                .clone()
-                .unwrap_or_else(|| pipeline::DEFAULT_METHOD.into()),
+            method: self.method.unwrap_or_default(),
             model: self.model.clone(),
             arch: self.arch.clone(),
             device: self.device.clone(),

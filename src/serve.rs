@@ -231,7 +231,7 @@ fn settings_for(req: &Request, defaults: &Settings) -> Result<Settings> {
     let o = &req.options;
     let mut s = defaults.clone();
     if let Some(v) = &o.method {
-        s.method = v.clone();
+        s.method = v.parse().map_err(Error::Usage)?;
     }
     if let Some(v) = &o.model {
         // The server's --arch describes the server's --model, not another one.

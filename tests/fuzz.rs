@@ -808,7 +808,7 @@ fn fuzz_protocol_framing() {
         max_bytes: 1 << 20,
     };
     let settings = Settings {
-        method: "classical".into(),
+        method: vml::solvers::Method::Classical,
         device: "cpu".into(),
         ..Settings::default()
     };

@@ -40,7 +40,7 @@ fn run(method: &str, op: &dyn Operator, sigma_y: f64, opts: &SolverOptions, seed
     let hx = op.forward(&x);
     let y = &hx + Tensor::randn_like(&hx) * sigma_y;
     let map = prior.map_estimate(op, &y, sigma_y);
-    let solver = solvers::build(method, opts).unwrap();
+    let solver = solvers::build(method.parse().unwrap(), opts).unwrap();
     let problem = Problem {
         op,
         y: y.shallow_clone(),
@@ -195,7 +195,7 @@ fn vml_map_is_reproducible() {
         iters: Some(2),
         ..Default::default()
     };
-    let solver = solvers::build("vml-map", &o).unwrap();
+    let solver = solvers::build(solvers::Method::VmlMap, &o).unwrap();
     let problem = Problem {
         op: &op,
         y,
@@ -226,7 +226,7 @@ fn vml_map_stops_when_asked() {
     let prior = GaussianPrior::smooth(SHAPE, test_device()).unwrap();
     let y = op.forward(&prior.mean());
     let solver = solvers::build(
-        "vml-map",
+        solvers::Method::VmlMap,
         &SolverOptions {
             steps: Some(10),
             ..Default::default()
@@ -281,7 +281,7 @@ fn check_sampler(method: &str, op: &dyn Operator, sigma_y: f64, resid_tol: f64) 
         .sqrt()
         .double_value(&[]);
     let y = y1.repeat([BATCH, 1, 1, 1]);
-    let solver = solvers::build(method, &SolverOptions::default()).unwrap();
+    let solver = solvers::build(method.parse().unwrap(), &SolverOptions::default()).unwrap();
     let problem = Problem {
         op,
         y: y.shallow_clone(),
@@ -367,7 +367,7 @@ fn svd_methods_refuse_operators_without_one() {
     let y = op.forward(&prior.mean());
     let mut go = |_: Progress| Control::Continue;
     for (method, sigma_y) in [("ddrm", 0.0), ("vml-map-pre", 0.0), ("pigdm", 0.05)] {
-        let solver = solvers::build(method, &SolverOptions::default()).unwrap();
+        let solver = solvers::build(method.parse().unwrap(), &SolverOptions::default()).unwrap();
         let problem = Problem {
             op: &op,
             y: y.shallow_clone(),
@@ -384,7 +384,7 @@ fn svd_methods_refuse_operators_without_one() {
     // Without noise ΠGDM needs only H⁺; plain VML-MAP never needs the SVD.
     for method in ["pigdm", "vml-map"] {
         let solver = solvers::build(
-            method,
+            method.parse().unwrap(),
             &SolverOptions {
                 steps: Some(5),
                 ..Default::default()

@@ -649,7 +649,7 @@ impl Denoiser for NoDenoiser {
 
 #[test]
 fn classical_solver_by_name() {
-    let solver = solvers::build("classical", &SolverOptions::default()).unwrap();
+    let solver = solvers::build(solvers::Method::Classical, &SolverOptions::default()).unwrap();
     assert_eq!(solver.name(), "classical");
     let x = smooth(16, 16);
     let op = operators::build(

@@ -145,16 +145,18 @@ fn gaussian_map_is_the_map() {
 fn build_knows_the_methods() {
     for m in ["vml-map", "vml-map-pre"] {
         assert_eq!(
-            solvers::build(m, &SolverOptions::default()).unwrap().name(),
+            solvers::build(m.parse().unwrap(), &SolverOptions::default())
+                .unwrap()
+                .name(),
             m
         );
     }
-    assert!(solvers::build("nope", &SolverOptions::default()).is_err());
+    assert!("nope".parse::<solvers::Method>().is_err());
     let bad = SolverOptions {
         steps: Some(0),
         ..Default::default()
     };
-    assert!(solvers::build("vml-map", &bad).is_err());
+    assert!(solvers::build(solvers::Method::VmlMap, &bad).is_err());
 }
 
 #[test]
@@ -184,7 +186,7 @@ fn wrong_measurement_shape_is_an_error() {
         y: Tensor::zeros([1, 3, 8, 8], (Kind::Float, cpu())),
         sigma_y: 0.0,
     };
-    let solver = solvers::build("vml-map", &SolverOptions::default()).unwrap();
+    let solver = solvers::build(solvers::Method::VmlMap, &SolverOptions::default()).unwrap();
     let r = solver.solve(&prior, &problem, 0, &mut |_| Control::Continue);
     assert!(matches!(r, Err(vml::Error::Input(_))));
 }
@@ -227,7 +229,7 @@ fn every_method_runs_on_a_unet() {
         ("pigdm", few(4), 4, 4, 4),
     ];
     for (method, o, steps, forwards, vjps) in cases {
-        let solver = solvers::build(method, &o).unwrap();
+        let solver = solvers::build(method.parse().unwrap(), &o).unwrap();
         let mut last = None;
         let mut run = |seed| {
             solver

@@ -15,7 +15,7 @@ use crate::diffusion::EpsDenoiser;
 use crate::error::{Error, Result};
 use crate::model::{registry, Network, Precision};
 use crate::operators;
-use crate::solvers::{self, Control, Problem, Progress};
+use crate::solvers::{self, Control, Method, Problem, Progress};
 use crate::task::{SrKind, Task};
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
@@ -120,7 +120,11 @@ pub fn run(args: &BenchArgs, device: Device, precision: Precision) -> Result<()>
     let method = args
         .methods
         .iter()
-        .find_map(|m| MethodSpec::parse(m).ok().filter(|m| m.method == "vml-map"))
+        .find_map(|m| {
+            MethodSpec::parse(m)
+                .ok()
+                .filter(|m| m.method == Method::VmlMap)
+        })
         .unwrap_or(MethodSpec::parse("vml-map:10x3")?);
     let task = Task::Sr {
         scale: 4,
@@ -131,7 +135,7 @@ pub fn run(args: &BenchArgs, device: Device, precision: Precision) -> Result<()>
     // Quantised to 8 bits, as the PNG the binary reads.
     let y = ((op.forward(&clean).clamp(-1.0, 1.0) + 1.0) * 127.5).round() / 127.5 - 1.0;
     let denoiser = EpsDenoiser::new(net);
-    let solver = solvers::build(&method.method, &method.options)?;
+    let solver = solvers::build(method.method, &method.options)?;
     let problem = Problem {
         op: op.as_ref(),
         y: y.shallow_clone(),

@@ -13,18 +13,12 @@ use crate::io::{Limits, Picture};
 use crate::model::Precision;
 use crate::operators::{self, Operator};
 use crate::protocol::Stats;
-use crate::solvers::{self, Control, Problem, Progress, SolverOptions};
+use crate::solvers::{self, Control, Method, Problem, Progress, SolverOptions};
 use crate::task::Task;
 use std::collections::HashMap;
 use tch::{Device, Kind, Tensor};
 
 pub use tiles::TilePlan;
-
-/// Methods that never consult a network: they get [`NoNetwork`] and load nothing.
-pub const NETWORK_FREE_METHODS: &[&str] = &["classical"];
-
-/// The default method when none is given.
-pub const DEFAULT_METHOD: &str = "vml-map";
 
 /// What network inputs are padded to a multiple of: five halvings, as in the ADM 256×256
 /// UNets (the default model needs three).
@@ -36,7 +30,8 @@ pub const DEFAULT_MAX_MEMORY: u64 = 12 << 30;
 /// Everything a restore needs besides the pixels.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Settings {
-    pub method: String,
+    /// The method; methods that need no network get [`NoNetwork`] and load nothing.
+    pub method: Method,
     /// Model name or checkpoint path; `None` = the default model.
     pub model: Option<String>,
     /// The checkpoint's architecture (a named one or a config JSON) when it cannot be
@@ -59,7 +54,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            method: DEFAULT_METHOD.into(),
+            method: Method::default(),
             model: None,
             arch: None,
             device: "auto".into(),
@@ -118,13 +113,13 @@ pub struct ModelCache {
 impl ModelCache {
     fn get(
         &mut self,
-        method: &str,
+        method: Method,
         model: Option<&str>,
         arch: Option<&str>,
         device: Device,
         precision: Precision,
     ) -> Result<&dyn Denoiser> {
-        if NETWORK_FREE_METHODS.contains(&method) {
+        if !method.needs_network() {
             return Ok(&NoNetwork);
         }
         let key = (
@@ -184,12 +179,12 @@ pub fn restore(
     validate(task, image, mask, limits)?;
     let device = crate::device::parse_device(&settings.device)?;
     crate::device::check_precision(device, settings.precision)?;
-    let solver = solvers::build(&settings.method, &settings.solver)?;
+    let solver = solvers::build(settings.method, &settings.solver)?;
     if progress(0.0, "load") == Control::Stop {
         return Err(Error::Interrupted);
     }
     let denoiser = models.get(
-        &settings.method,
+        settings.method,
         settings.model.as_deref(),
         settings.arch.as_deref(),
         device,
@@ -251,7 +246,7 @@ pub fn restore_with(
 
     // A UNet halves the image several times, so its input must be a multiple of
     // NETWORK_MULTIPLE: pad the input (repeating its border) and crop the result back.
-    let network_free = NETWORK_FREE_METHODS.contains(&settings.method.as_str());
+    let network_free = !settings.method.needs_network();
     let multiple = if network_free {
         scale
     } else {
@@ -309,11 +304,11 @@ pub fn restore_with(
     let acc = Tensor::zeros([1, 3, pad_h, pad_w], (Kind::Float, device));
     let wsum = Tensor::zeros([1, 1, pad_h, pad_w], (Kind::Float, device));
     let mut stats = Stats {
-        method: settings.method.clone(),
+        method: settings.method.name().into(),
         device: format!("{device:?}").to_lowercase(),
         // The network the pixels came from: the one named, or the default; none for methods
         // that use no network.
-        model: (!NETWORK_FREE_METHODS.contains(&settings.method.as_str())).then(|| {
+        model: settings.method.needs_network().then(|| {
             settings
                 .model
                 .clone()

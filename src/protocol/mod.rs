@@ -507,7 +507,7 @@ mod schema {
     marker!(
         /// A method `solvers::build` knows.
         MethodName,
-        json_schema!({ "type": "string", "enum": crate::solvers::METHODS })
+        json_schema!({ "type": "string", "enum": crate::solvers::Method::names() })
     );
 
     marker!(

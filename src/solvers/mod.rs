@@ -127,30 +127,85 @@ pub struct SolverOptions {
     pub clip_denoised: Option<bool>,
 }
 
-/// Method names accepted by `build`, in the order the CLI lists them.
-pub const METHODS: &[&str] = &[
-    "vml-map",
-    "vml-map-pre",
-    "dps",
-    "ddrm",
-    "pigdm",
-    "classical",
-];
+/// The restoration methods. Parsed from and printed as their names (`vml-map`, …), which
+/// the command line, the protocol, the plug-ins and `bench` use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Method {
+    #[default]
+    VmlMap,
+    VmlMapPre,
+    Dps,
+    Ddrm,
+    Pigdm,
+    Classical,
+}
 
-/// Builds the solver called `method`.
-pub fn build(method: &str, opts: &SolverOptions) -> Result<Box<dyn Solver>> {
-    match method {
-        "vml-map" => Ok(Box::new(vml_map::VmlMap::new(opts, false)?)),
-        "vml-map-pre" => Ok(Box::new(vml_map::VmlMap::new(opts, true)?)),
-        "dps" => Ok(Box::new(dps::Dps::new(opts)?)),
-        "ddrm" => Ok(Box::new(ddrm::Ddrm::new(opts)?)),
-        "pigdm" => Ok(Box::new(pigdm::Pigdm::new(opts)?)),
-        "classical" => Ok(Box::new(classical::Classical)),
-        _ => Err(Error::Usage(format!(
-            "method '{method}' is not available; known methods: {}",
-            METHODS.join(", ")
-        ))),
+impl Method {
+    /// Every method, in the order the CLI lists them.
+    pub const ALL: [Method; 6] = [
+        Method::VmlMap,
+        Method::VmlMapPre,
+        Method::Dps,
+        Method::Ddrm,
+        Method::Pigdm,
+        Method::Classical,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::VmlMap => "vml-map",
+            Method::VmlMapPre => "vml-map-pre",
+            Method::Dps => "dps",
+            Method::Ddrm => "ddrm",
+            Method::Pigdm => "pigdm",
+            Method::Classical => "classical",
+        }
     }
+
+    /// Every name, in [`Method::ALL`]'s order.
+    pub fn names() -> Vec<&'static str> {
+        Method::ALL.iter().map(|m| m.name()).collect()
+    }
+
+    /// Whether it runs a diffusion network (all but the classical baselines).
+    pub fn needs_network(self) -> bool {
+        self != Method::Classical
+    }
+}
+
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Method {
+    /// The message of a usage error (`Error::Usage` where one is made).
+    type Err = String;
+
+    fn from_str(name: &str) -> std::result::Result<Self, String> {
+        Method::ALL
+            .into_iter()
+            .find(|m| m.name() == name)
+            .ok_or_else(|| {
+                format!(
+                    "method '{name}' is not available; known methods: {}",
+                    Method::names().join(", ")
+                )
+            })
+    }
+}
+
+/// Builds the solver for `method`.
+pub fn build(method: Method, opts: &SolverOptions) -> Result<Box<dyn Solver>> {
+    Ok(match method {
+        Method::VmlMap => Box::new(vml_map::VmlMap::new(opts, false)?),
+        Method::VmlMapPre => Box::new(vml_map::VmlMap::new(opts, true)?),
+        Method::Dps => Box::new(dps::Dps::new(opts)?),
+        Method::Ddrm => Box::new(ddrm::Ddrm::new(opts)?),
+        Method::Pigdm => Box::new(pigdm::Pigdm::new(opts)?),
+        Method::Classical => Box::new(classical::Classical),
+    })
 }
 
 /// Checks that `problem` fits its operator; returns the batch size N.
@@ -306,4 +361,23 @@ pub(crate) fn singular_values(
         )));
     }
     Ok(s)
+}
+
+#[cfg(test)]
+mod method_tests {
+    use super::Method;
+
+    #[test]
+    fn names_round_trip_and_only_classical_needs_no_network() {
+        for m in Method::ALL {
+            assert_eq!(m.name().parse::<Method>(), Ok(m));
+            assert_eq!(m.needs_network(), m != Method::Classical);
+        }
+        let err = "vml".parse::<Method>().unwrap_err();
+        assert!(
+            err.contains("vml-map, vml-map-pre, dps, ddrm, pigdm, classical"),
+            "{err}"
+        );
+        assert_eq!(Method::default(), Method::VmlMap);
+    }
 }
