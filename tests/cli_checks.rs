@@ -257,6 +257,16 @@ fn read_meta(path: &Path) -> Meta {
     (icc, exif, dec.dimensions(), xmp)
 }
 
+/// A classical restore (`task` flags, `-i input -o output`, `extra`) that must succeed.
+fn restore_ok(task: &[&str], input: &Path, output: &Path, extra: &[&str]) {
+    let mut a = task.to_vec();
+    a.extend(["--method", "classical", "-i", input.to_str().unwrap()]);
+    a.extend(["-o", output.to_str().unwrap()]);
+    a.extend_from_slice(extra);
+    let r = run(&a, b"");
+    assert_eq!(r.code, 0, "{a:?}: {}", r.context());
+}
+
 #[test]
 fn icc_profile_and_exif_reach_the_output() {
     let tmp = tempfile::tempdir().unwrap();
@@ -268,23 +278,9 @@ fn icc_profile_and_exif_reach_the_output() {
         jpeg_with(&rgb(40, 24), &profile, &exif_with_orientation(6)),
     )
     .unwrap();
-    let i = input.to_str().unwrap();
     for ext in ["png", "jpg", "webp"] {
         let out = tmp.path().join(format!("out.{ext}"));
-        let r = run(
-            &[
-                "--sr",
-                "2",
-                "--method",
-                "classical",
-                "-i",
-                i,
-                "-o",
-                out.to_str().unwrap(),
-            ],
-            b"",
-        );
-        assert_eq!(r.code, 0, "{ext}: {}", r.context());
+        restore_ok(&["--sr", "2"], &input, &out, &[]);
         let (icc, exif, size, xmp) = read_meta(&out);
         if ext != "webp" {
             assert_eq!(xmp.as_deref(), Some(XMP), "{ext}: XMP packet");
@@ -307,54 +303,13 @@ fn icc_profile_and_exif_reach_the_output() {
     }
     // TIFF holds the profile; BMP holds neither and still writes.
     let tif = tmp.path().join("out.tif");
-    let r = run(
-        &[
-            "--sr",
-            "2",
-            "--method",
-            "classical",
-            "-i",
-            i,
-            "-o",
-            tif.to_str().unwrap(),
-        ],
-        b"",
-    );
-    assert_eq!(r.code, 0, "{}", r.context());
+    restore_ok(&["--sr", "2"], &input, &tif, &[]);
     assert_eq!(read_meta(&tif).0.as_deref(), Some(&profile[..]));
-    let bmp = tmp.path().join("out.bmp");
-    let r = run(
-        &[
-            "--sr",
-            "2",
-            "--method",
-            "classical",
-            "-i",
-            i,
-            "-o",
-            bmp.to_str().unwrap(),
-        ],
-        b"",
-    );
-    assert_eq!(r.code, 0, "{}", r.context());
+    restore_ok(&["--sr", "2"], &input, &tmp.path().join("out.bmp"), &[]);
 
     // --strip writes none.
     let out = tmp.path().join("stripped.png");
-    let r = run(
-        &[
-            "--sr",
-            "2",
-            "--method",
-            "classical",
-            "--strip",
-            "-i",
-            i,
-            "-o",
-            out.to_str().unwrap(),
-        ],
-        b"",
-    );
-    assert_eq!(r.code, 0, "{}", r.context());
+    restore_ok(&["--sr", "2"], &input, &out, &["--strip"]);
     let (icc, exif, _, xmp) = read_meta(&out);
     assert!(icc.is_none() && exif.is_none() && xmp.is_none());
     assert!(png_comment(&std::fs::read(&out).unwrap()).is_none());
@@ -369,19 +324,7 @@ fn icc_profile_and_exif_reach_the_output() {
         .unwrap();
     std::fs::write(&gray_in, out_bytes).unwrap();
     let out = tmp.path().join("colour.png");
-    let r = run(
-        &[
-            "--colorize",
-            "--method",
-            "classical",
-            "-i",
-            gray_in.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-        ],
-        b"",
-    );
-    assert_eq!(r.code, 0, "{}", r.context());
+    restore_ok(&["--colorize"], &gray_in, &out, &[]);
     assert!(read_meta(&out).0.is_none());
 }
 
