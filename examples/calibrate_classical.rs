@@ -5,7 +5,7 @@
 
 use tch::{Kind, Tensor};
 use vml::operators;
-use vml::solvers::classical;
+use vml::operators::classical;
 use vml::task::{Blur, SrKind, Task};
 
 fn load(p: &str) -> Tensor {

@@ -516,7 +516,8 @@ fn bad_parameters_are_errors() {
 // ---- classical baselines -------------------------------------------------------------
 
 use vml::diffusion::Denoiser;
-use vml::solvers::{self, classical, Control, Problem, SolverOptions};
+use vml::operators::classical;
+use vml::solvers::{self, Control, Problem, SolverOptions};
 
 /// A smooth colour image `(1, 3, h, w)` in about [-0.8, 0.8].
 fn smooth(h: i64, w: i64) -> Tensor {

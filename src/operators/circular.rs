@@ -236,9 +236,6 @@ impl Operator for Circular {
     fn svd(&self) -> Option<&dyn Svd> {
         Some(self)
     }
-    fn as_any(&self) -> Option<&dyn std::any::Any> {
-        Some(self)
-    }
 }
 
 impl Svd for Circular {

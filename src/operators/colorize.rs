@@ -56,8 +56,8 @@ impl Operator for Colorize {
     fn svd(&self) -> Option<&dyn Svd> {
         Some(self)
     }
-    fn as_any(&self) -> Option<&dyn std::any::Any> {
-        Some(self)
+    fn classical(&self, _y: &Tensor, _sigma_y: f64) -> super::classical::Estimate {
+        super::classical::Estimate::PseudoInverse
     }
 }
 

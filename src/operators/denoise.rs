@@ -51,8 +51,13 @@ impl Operator for Denoise {
     fn svd(&self) -> Option<&dyn Svd> {
         Some(self)
     }
-    fn as_any(&self) -> Option<&dyn std::any::Any> {
-        Some(self)
+    fn classical(&self, _y: &Tensor, sigma_y: f64) -> super::classical::Estimate {
+        super::classical::Estimate::Wiener {
+            sigma: self.sigma().max(sigma_y),
+        }
+    }
+    fn own_noise(&self) -> f64 {
+        self.sigma()
     }
 }
 

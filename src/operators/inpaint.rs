@@ -131,8 +131,8 @@ impl Operator for Inpaint {
     fn svd(&self) -> Option<&dyn Svd> {
         Some(self)
     }
-    fn as_any(&self) -> Option<&dyn std::any::Any> {
-        Some(self)
+    fn classical(&self, y: &Tensor, _sigma_y: f64) -> super::classical::Estimate {
+        super::classical::Estimate::HarmonicFill { keep: self.keep(y) }
     }
 }
 

@@ -19,6 +19,7 @@
 
 pub mod blur;
 pub mod circular;
+pub mod classical;
 pub mod colorize;
 pub mod denoise;
 pub mod inpaint;
@@ -82,10 +83,15 @@ pub trait Operator: Send + Sync {
     fn svd(&self) -> Option<&dyn Svd> {
         None
     }
-    /// The concrete operator, so that task-specific code (the classical baselines) can
-    /// reach its parameters; `None` for operators that do not offer it.
-    fn as_any(&self) -> Option<&dyn std::any::Any> {
-        None
+    /// The classical estimator for this operator (`classical::restore`): the Wiener filter
+    /// for the measurement's σ unless the operator knows a better one.
+    fn classical(&self, _y: &Tensor, sigma_y: f64) -> classical::Estimate {
+        classical::Estimate::Wiener { sigma: sigma_y }
+    }
+    /// Noise of its own that the operator's task adds (denoising: the task's σ); it adds to
+    /// σ_y in variance.
+    fn own_noise(&self) -> f64 {
+        0.0
     }
 }
 
@@ -152,7 +158,7 @@ pub fn damped_pinv(op: &dyn Operator, y: &Tensor, sigma: f64) -> Tensor {
     let Some(svd) = op.svd() else {
         return op.pinv(y);
     };
-    let q = crate::solvers::classical::QUANTISATION_STD;
+    let q = classical::QUANTISATION_STD;
     let sigma = if sigma.is_finite() { sigma.max(q) } else { q };
     let n = y.size()[0];
     let [c, h, w] = op.x_shape();
@@ -218,13 +224,8 @@ pub fn measurement_sigma(op: &dyn Operator, sigma_y: f64) -> f64 {
     } else {
         0.0
     };
-    match op
-        .as_any()
-        .and_then(|a| a.downcast_ref::<denoise::Denoise>())
-    {
-        Some(d) => d.sigma().hypot(sigma_y),
-        None => sigma_y,
-    }
+    // hypot(0, σ_y) is σ_y exactly.
+    op.own_noise().hypot(sigma_y)
 }
 
 /// The measurement as an image to write: `degrade`'s output clamped to [-1, 1] and kept at

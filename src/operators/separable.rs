@@ -154,8 +154,16 @@ impl Operator for Separable {
     fn svd(&self) -> Option<&dyn Svd> {
         self.decomposed().ok().map(|f| f as &dyn Svd)
     }
-    fn as_any(&self) -> Option<&dyn std::any::Any> {
-        Some(self)
+    /// Super-resolution (a smaller image, by one whole factor in both directions): bicubic
+    /// interpolation; a blur: the Wiener filter.
+    fn classical(&self, _y: &Tensor, sigma_y: f64) -> super::classical::Estimate {
+        let [c, h, w] = self.x_shape();
+        let [yc, yh, yw] = self.y_shape();
+        if yc == c && (yh, yw) != (h, w) && h % yh == 0 && w % yw == 0 && h / yh == w / yw {
+            super::classical::Estimate::Bicubic
+        } else {
+            super::classical::Estimate::Wiener { sigma: sigma_y }
+        }
     }
 }
 

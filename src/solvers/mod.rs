@@ -79,7 +79,7 @@ pub enum Init {
     /// (`operators::damped_pinv`).
     Pinv,
     /// `x = x_c + σ_1 n` with `x_c` the classical estimate (bicubic, harmonic fill,
-    /// Wiener; `solvers::classical`).
+    /// Wiener; `operators::classical`).
     Classical,
 }
 

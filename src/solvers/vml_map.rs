@@ -196,7 +196,11 @@ impl Solver for VmlMap {
         let start = tch::no_grad(|| match self.init {
             Init::Noise => None,
             Init::Pinv => Some(operators::damped_pinv(op, &y, problem.sigma_y)),
-            Init::Classical => Some(super::classical::restore(op, &y, problem.sigma_y)),
+            Init::Classical => Some(crate::operators::classical::restore(
+                op,
+                &y,
+                problem.sigma_y,
+            )),
         });
         if let Some(start) = start {
             x += start;
