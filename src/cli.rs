@@ -6,6 +6,7 @@
 use crate::error::{Error, Result};
 use crate::io::{self, Format, Limits};
 use crate::model::Precision;
+use crate::pipeline::progress::{ProgressKind, Reporter};
 use crate::pipeline::{self, signals, ModelCache, Settings};
 use crate::solvers::{Control, Method, SolverOptions};
 use crate::task::{Blur, SrKind, Task};
@@ -225,13 +226,6 @@ pub struct CommonArgs {
     pub max_bytes: Option<u64>,
 }
 
-#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProgressKind {
-    Json,
-    Bar,
-    None,
-}
-
 fn parse_size_arg(s: &str) -> std::result::Result<u64, String> {
     io::parse_size(s)
 }
@@ -446,82 +440,6 @@ impl SolveArgs {
                 ..SolverOptions::default()
             },
         }
-    }
-}
-
-/// Progress on stderr as a bar or JSON lines; every report also polls the signal flag.
-pub struct Reporter {
-    kind: ProgressKind,
-    last_fraction: f64,
-    last_stage: String,
-    last_draw: Option<std::time::Instant>,
-    drawn: bool,
-}
-
-impl Reporter {
-    pub fn new(kind: ProgressKind) -> Self {
-        Reporter {
-            kind,
-            last_fraction: -1.0,
-            last_stage: String::new(),
-            last_draw: None,
-            drawn: false,
-        }
-    }
-
-    pub fn report(&mut self, fraction: f64, stage: &str) -> Control {
-        let mut err = std::io::stderr().lock();
-        match self.kind {
-            ProgressKind::None => {}
-            ProgressKind::Json => {
-                // Keep the stream small: a line per 0.1 % and per stage change.
-                if stage != self.last_stage || (fraction - self.last_fraction).abs() >= 1e-3 {
-                    let _ = writeln!(err, "{}", crate::protocol::progress_line(fraction, stage));
-                    self.last_fraction = fraction;
-                    self.last_stage = stage.to_string();
-                }
-            }
-            ProgressKind::Bar => {
-                let now = std::time::Instant::now();
-                let due = self
-                    .last_draw
-                    .is_none_or(|t| now.duration_since(t).as_millis() >= 100);
-                if due || fraction >= 1.0 || stage != self.last_stage {
-                    let width = 30usize;
-                    let filled = ((fraction.clamp(0.0, 1.0)) * width as f64).round() as usize;
-                    let _ = write!(
-                        err,
-                        "\r\x1b[2Kvml-filter [{}{}] {:>3.0}% {stage}",
-                        "#".repeat(filled),
-                        ".".repeat(width - filled),
-                        fraction.clamp(0.0, 1.0) * 100.0
-                    );
-                    let _ = err.flush();
-                    self.last_draw = Some(now);
-                    self.last_stage = stage.to_string();
-                    self.drawn = true;
-                }
-            }
-        }
-        if signals::interrupted() {
-            Control::Stop
-        } else {
-            Control::Continue
-        }
-    }
-
-    /// Ends the bar's line so that later messages start on a fresh one.
-    pub fn finish(&mut self) {
-        if self.drawn {
-            let _ = writeln!(std::io::stderr());
-            self.drawn = false;
-        }
-    }
-}
-
-impl Drop for Reporter {
-    fn drop(&mut self) {
-        self.finish();
     }
 }
 

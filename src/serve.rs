@@ -7,9 +7,9 @@
 //! line too long, no byte counts, stream ended inside a payload) it answers the error and
 //! exits with that error's code, since whatever follows cannot be framed.
 
-use crate::cli::Reporter;
 use crate::error::{Error, Result};
 use crate::io::{self, Format, Limits};
+use crate::pipeline::progress::Reporter;
 use crate::pipeline::{self, signals, ModelCache, Settings};
 use crate::protocol::{self, HeaderError, ImageInfo, Request, Response};
 use crate::solvers::Control;

@@ -20,8 +20,8 @@ use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, Once};
-use vml::cli::{ProgressKind, Reporter};
 use vml::io::{self, Format, Limits};
+use vml::pipeline::progress::{ProgressKind, Reporter};
 use vml::pipeline::Settings;
 use vml::protocol;
 

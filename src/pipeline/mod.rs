@@ -4,6 +4,7 @@
 //! replaces the input (feathered) for tasks other than inpainting, and overlapping tiles
 //! blended with a linear ramp (a partition of unity over the overlaps) for large images.
 
+pub mod progress;
 pub mod signals;
 mod tiles;
 
