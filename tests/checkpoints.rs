@@ -5,6 +5,8 @@
 
 mod cli_common;
 
+use cli_common::rel_l2;
+
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
 use vml::model::checkpoint::CheckpointError;
@@ -20,11 +22,6 @@ fn config() -> UNetConfig {
 
 fn open(name: &str) -> Result<Network, LoadError> {
     Network::open(&dir().join(name), &config(), Device::Cpu, Precision::Fp32)
-}
-
-fn rel_l2(a: &Tensor, b: &Tensor) -> f64 {
-    let diff = (a - b).to_kind(Kind::Double).norm().double_value(&[]);
-    diff / b.to_kind(Kind::Double).norm().double_value(&[])
 }
 
 fn output(net: &Network, t: i64) -> Tensor {

@@ -1,6 +1,9 @@
 //! The ADM UNet against the reference implementation: checkpoint key names and shapes,
 //! numerical parity on fixtures made with guided-diffusion, and the strict loader's errors.
 
+mod cli_common;
+
+use cli_common::rel_l2;
 use std::path::{Path, PathBuf};
 use tch::{nn::VarStore, Device, Kind, Tensor};
 use vml::model::{load::load_strict, LoadError, Network, Precision, UNet, UNetConfig};
@@ -56,11 +59,6 @@ fn key_names_and_shapes_match_published_checkpoints() {
             "{name}: missing {missing:?}, extra {extra:?}"
         );
     }
-}
-
-fn rel_l2(a: &Tensor, b: &Tensor) -> f64 {
-    let diff = (a - b).to_kind(Kind::Double).norm().double_value(&[]);
-    diff / b.to_kind(Kind::Double).norm().double_value(&[])
 }
 
 #[test]

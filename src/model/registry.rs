@@ -787,23 +787,15 @@ fn weights_in_dir(dir: &Path) -> Result<PathBuf, LoadError> {
 }
 
 fn is_weights_file(p: &Path) -> bool {
-    p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
-        matches!(
-            e.to_ascii_lowercase().as_str(),
-            "pt" | "pth" | "bin" | "safetensors"
-        )
-    })
+    super::checkpoint::Format::of(p).is_some()
 }
 
 fn looks_like_path(spec: &str) -> bool {
-    let lower = spec.to_ascii_lowercase();
     spec.contains('/')
         || spec.contains(std::path::MAIN_SEPARATOR)
         || spec.starts_with('.')
         || spec.starts_with('~')
-        || [".pt", ".pth", ".bin", ".safetensors"]
-            .iter()
-            .any(|ext| lower.ends_with(ext))
+        || is_weights_file(Path::new(spec))
 }
 
 /// `<dir>/*/card.json`, sorted so that discovery does not depend on directory order.

@@ -200,3 +200,10 @@ pub fn on_default_model<'a>(method: &'a str, steps: &'a str, iters: &'a str) -> 
         iters,
     ]
 }
+
+/// `‖a − b‖₂ / ‖b‖₂`, computed in double precision (network outputs against references).
+pub fn rel_l2(a: &tch::Tensor, b: &tch::Tensor) -> f64 {
+    use tch::Kind;
+    let diff = (a - b).to_kind(Kind::Double).norm().double_value(&[]);
+    diff / b.to_kind(Kind::Double).norm().double_value(&[])
+}
