@@ -14,6 +14,9 @@ pub mod exit {
     pub const MODEL: i32 = 4;
     pub const DEVICE: i32 = 5;
     pub const OUT_OF_MEMORY: i32 = 6;
+    /// A failure of vml-filter itself (a broken invariant, a panic, an unexpected LibTorch
+    /// error): not the user's doing, worth a bug report.
+    pub const INTERNAL: i32 = 7;
     pub const INTERRUPTED: i32 = 130;
 }
 
@@ -38,6 +41,8 @@ pub enum Error {
     Io(std::io::Error),
     /// A LibTorch failure that fits none of the above.
     Torch(tch::TchError),
+    /// vml-filter's own failure: an invariant that does not hold, a panic.
+    Internal(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -53,7 +58,7 @@ impl Error {
             Error::Interrupted => exit::INTERRUPTED,
             Error::Io(_) => exit::FAILURE,
             Error::Torch(e) if is_oom(e) => exit::OUT_OF_MEMORY,
-            Error::Torch(_) => exit::FAILURE,
+            Error::Torch(_) | Error::Internal(_) => exit::INTERNAL,
         }
     }
 
@@ -68,7 +73,7 @@ impl Error {
             Error::Interrupted => "interrupted",
             Error::Io(_) => "io",
             Error::Torch(e) if is_oom(e) => "out_of_memory",
-            Error::Torch(_) => "internal",
+            Error::Torch(_) | Error::Internal(_) => "internal",
         }
     }
 }
@@ -90,6 +95,7 @@ impl fmt::Display for Error {
             Error::Operator(e) => write!(f, "bad input: {e}"),
             Error::Io(e) => write!(f, "i/o: {e}"),
             Error::Torch(e) => write!(f, "torch: {e}"),
+            Error::Internal(m) => write!(f, "internal error (please report): {m}"),
         }
     }
 }

@@ -219,12 +219,12 @@ pub fn panic_error(payload: Box<dyn std::any::Any + Send>) -> Error {
         .cloned()
         .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
         .unwrap_or_else(|| "unknown failure".into());
-    let first = msg.lines().next().unwrap_or("").to_string();
-    Error::Torch(tch::TchError::Torch(if msg.contains("out of memory") {
-        msg
-    } else {
-        first
-    }))
+    // LibTorch reports allocation failures by panicking through tch; those keep their
+    // out-of-memory class, anything else is ours.
+    if msg.contains("out of memory") {
+        return Error::Torch(tch::TchError::Torch(msg));
+    }
+    Error::Internal(msg.lines().next().unwrap_or("").to_string())
 }
 
 /// [`restore`] with the solver and denoiser given: the image side of the work.

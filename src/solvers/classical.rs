@@ -7,6 +7,11 @@ use crate::error::Result;
 use crate::operators::classical::restore;
 use tch::Tensor;
 
+/// The classical estimate takes no settings: any field set is a usage error.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Options {}
+
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Classical;
 

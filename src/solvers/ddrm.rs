@@ -17,13 +17,39 @@
 //! elsewhere. Singular values below `svd_cutoff` count as zero, as the authors' operators
 //! zero them (3e-2 for blur factors).
 
-use super::{
+use super::{Quality, 
     check_problem, strided_timesteps, table_sigmas, x_size, Control, Counter, Noise, Problem,
-    Progress, Solver, SolverOptions,
+    Progress, Solver,
 };
 use crate::diffusion::Denoiser;
 use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
+
+/// DDRM's share of `SolverOptions` (same names and meanings; `None` = the default).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Options {
+    pub steps: Option<usize>,
+    pub eta: Option<f64>,
+    pub eta_b: Option<f64>,
+    pub svd_cutoff: Option<f64>,
+}
+
+impl Options {
+    /// The budget of a quality preset: `fast`: half the default's 20 steps; `best`: 100.
+    pub fn preset(q: Quality) -> Self {
+        let steps = match q {
+            Quality::Fast => 10,
+            Quality::Normal => return Self::default(),
+            Quality::Best => 100,
+        };
+        Options {
+            steps: Some(steps),
+            ..Self::default()
+        }
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct Ddrm {
@@ -39,7 +65,7 @@ impl Ddrm {
     pub const DEFAULT_ETA_B: f64 = 1.0;
     pub const DEFAULT_SVD_CUTOFF: f64 = 3e-2;
 
-    pub fn new(opts: &SolverOptions) -> Result<Self> {
+    pub fn new(opts: &Options) -> Result<Self> {
         let s = Ddrm {
             steps: opts.steps.unwrap_or(Self::DEFAULT_STEPS),
             eta: opts.eta.unwrap_or(Self::DEFAULT_ETA),

@@ -15,14 +15,39 @@
 //! Working state: the VP variable `x_t = √ᾱ_t x0 + √(1−ᾱ_t) n`; the denoiser sees
 //! `x_t / √ᾱ_t` at `σ_t = √((1−ᾱ_t)/ᾱ_t)`.
 
-use super::{
+use super::{Quality, 
     check_problem, table_sigmas, x_size, Control, Counter, Noise, Problem, Progress, Solver,
-    SolverOptions,
 };
 use crate::diffusion::schedule::evenly_spaced_timesteps;
 use crate::diffusion::Denoiser;
 use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
+
+/// DPS's share of `SolverOptions` (same names and meanings; `None` = the default).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Options {
+    pub steps: Option<usize>,
+    pub dps_scale: Option<f64>,
+    pub clip_denoised: Option<bool>,
+}
+
+impl Options {
+    /// The budget of a quality preset: `fast`: a quarter of the default's 1000 steps; `best`: the default (1000 is every
+    /// timestep of the DDPM networks, so there is no more to take).
+    pub fn preset(q: Quality) -> Self {
+        let steps = match q {
+            Quality::Fast => 250,
+            Quality::Normal => return Self::default(),
+            Quality::Best => 1000,
+        };
+        Options {
+            steps: Some(steps),
+            ..Self::default()
+        }
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct Dps {
@@ -36,7 +61,7 @@ impl Dps {
     /// The authors' configurations use 0.3 (SR, deblur) and 0.5 (inpainting) on FFHQ.
     pub const DEFAULT_SCALE: f64 = 0.3;
 
-    pub fn new(opts: &SolverOptions) -> Result<Self> {
+    pub fn new(opts: &Options) -> Result<Self> {
         let s = Dps {
             steps: opts.steps.unwrap_or(Self::DEFAULT_STEPS),
             scale: opts.dps_scale.unwrap_or(Self::DEFAULT_SCALE),
@@ -103,7 +128,7 @@ impl Solver for Dps {
                 .sum(Kind::Float);
             let grad = Tensor::f_run_backward(&[norm], &[&x_req], false, false)?
                 .pop()
-                .ok_or_else(|| Error::Input("backward pass returned no gradient".into()))?;
+                .ok_or_else(|| Error::Internal("backward pass returned no gradient".into()))?;
             count.vjps += 1;
 
             x = tch::no_grad(|| {

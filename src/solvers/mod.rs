@@ -83,11 +83,18 @@ pub enum Init {
     Classical,
 }
 
-/// Settings of the methods; `None` means the method's own default (documented on each
-/// field and in docs/algorithm.md). Serialisable: the protocol carries them as they are.
+/// Settings of the methods as the command line, the protocol and `bench` carry them: one
+/// flat set of fields under the names the user types (`steps`, `eta`, …). `None` means the
+/// method's own default (documented on each field and in docs/algorithm.md). Each method
+/// takes its share as its own typed `Options` (`vml_map::Options`, …) through
+/// [`SolverOptions::typed`]; a field set that the chosen method does not take is a usage
+/// error rather than silently ignored.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SolverOptions {
+    /// A preset budget (steps, iterations) of the chosen method; the fields set here
+    /// override it. Default: the method's defaults, which are the `normal` preset.
+    pub quality: Option<Quality>,
     /// Number of reverse diffusion steps N. Defaults: vml-map 50, dps 1000, ddrm 20, pigdm 100.
     pub steps: Option<usize>,
     /// Inner iterations K per step (VML-MAP). Default 3.
@@ -125,6 +132,73 @@ pub struct SolverOptions {
     /// Clamp x̂0 to [-1, 1] inside the steps: VML-MAP (the x̂0 each level re-noises from;
     /// default true), DPS (default true, as its reference code) and ΠGDM (default false).
     pub clip_denoised: Option<bool>,
+}
+
+impl SolverOptions {
+    /// The share of these settings that `method` takes, typed, laid over `method`'s preset
+    /// for `self.quality`. A set field that `T` does not have is a usage error naming the
+    /// field and the ones `method` takes.
+    fn typed<T: serde::de::DeserializeOwned + Serialize>(
+        &self,
+        method: Method,
+        preset: impl Fn(Quality) -> T,
+    ) -> Result<T> {
+        let set_fields = |v: serde_json::Value| match v {
+            serde_json::Value::Object(m) => m.into_iter().filter(|(_, v)| !v.is_null()).collect(),
+            _ => serde_json::Map::new(),
+        };
+        fn to_value(v: impl Serialize) -> Result<serde_json::Value> {
+            serde_json::to_value(v).map_err(|e| Error::Internal(format!("solver options: {e}")))
+        }
+        let mut fields = set_fields(to_value(preset(self.quality.unwrap_or_default()))?);
+        let mut own = set_fields(to_value(self)?);
+        own.remove("quality");
+        fields.extend(own);
+        serde_json::from_value(serde_json::Value::Object(fields))
+            .map_err(|e| Error::Usage(format!("{method} does not take that option: {e}")))
+    }
+}
+
+/// A budget preset: how long a method may take. `normal` is each method's default budget;
+/// `fast` and `best` trade quality for time one way or the other, per method (the
+/// `preset` function of each method's module; measured in docs/benchmarks.md, "Quality
+/// presets").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Quality {
+    Fast,
+    #[default]
+    Normal,
+    Best,
+}
+
+impl Quality {
+    pub const ALL: [Quality; 3] = [Quality::Fast, Quality::Normal, Quality::Best];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Quality::Fast => "fast",
+            Quality::Normal => "normal",
+            Quality::Best => "best",
+        }
+    }
+}
+
+impl std::fmt::Display for Quality {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Quality {
+    type Err = String;
+
+    fn from_str(name: &str) -> std::result::Result<Self, String> {
+        Quality::ALL
+            .into_iter()
+            .find(|q| q.name() == name)
+            .ok_or_else(|| format!("quality '{name}' is not one of fast, normal, best"))
+    }
 }
 
 /// The restoration methods. Parsed from and printed as their names (`vml-map`, …), which
@@ -196,15 +270,24 @@ impl std::str::FromStr for Method {
     }
 }
 
-/// Builds the solver for `method`.
+/// Builds the solver for `method` from the settings it takes (an option of another method
+/// is a usage error).
 pub fn build(method: Method, opts: &SolverOptions) -> Result<Box<dyn Solver>> {
     Ok(match method {
-        Method::VmlMap => Box::new(vml_map::VmlMap::new(opts, false)?),
-        Method::VmlMapPre => Box::new(vml_map::VmlMap::new(opts, true)?),
-        Method::Dps => Box::new(dps::Dps::new(opts)?),
-        Method::Ddrm => Box::new(ddrm::Ddrm::new(opts)?),
-        Method::Pigdm => Box::new(pigdm::Pigdm::new(opts)?),
-        Method::Classical => Box::new(classical::Classical),
+        Method::VmlMap | Method::VmlMapPre => {
+            let o = opts.typed(method, vml_map::Options::preset)?;
+            Box::new(vml_map::VmlMap::new(&o, method == Method::VmlMapPre)?)
+        }
+        Method::Dps => Box::new(dps::Dps::new(&opts.typed(method, dps::Options::preset)?)?),
+        Method::Ddrm => Box::new(ddrm::Ddrm::new(&opts.typed(method, ddrm::Options::preset)?)?),
+        Method::Pigdm => {
+            Box::new(pigdm::Pigdm::new(&opts.typed(method, pigdm::Options::preset)?)?)
+        }
+        Method::Classical => {
+            // No settings at all; the preset is meaningless but harmless.
+            let classical::Options {} = opts.typed(method, |_| classical::Options {})?;
+            Box::new(classical::Classical)
+        }
     })
 }
 
@@ -253,7 +336,7 @@ pub(crate) fn denoise_vjp(
     let mut grads = Tensor::f_run_backward(&[s], &[&x_req], false, false)?;
     let jtg = grads
         .pop()
-        .ok_or_else(|| Error::Input("backward pass returned no gradient".into()))?;
+        .ok_or_else(|| Error::Internal("backward pass returned no gradient".into()))?;
     Ok((d_val, jtg.detach()))
 }
 

@@ -17,14 +17,39 @@
 //! NVIDIA reference implementation (RED-diff's `pgdm.py`, adaptive weights on), which also
 //! starts from `√ᾱ_T H⁺y + √(1−ᾱ_T) n`.
 
-use super::{
+use super::{Quality, 
     check_problem, denoise_vjp, strided_timesteps, table_sigmas, x_size, Control, Counter, Noise,
-    Problem, Progress, Solver, SolverOptions,
+    Problem, Progress, Solver,
 };
 use crate::diffusion::Denoiser;
 use crate::error::{Error, Result};
 use crate::operators;
+use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
+
+/// ΠGDM's share of `SolverOptions` (same names and meanings; `None` = the default).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Options {
+    pub steps: Option<usize>,
+    pub eta: Option<f64>,
+    pub clip_denoised: Option<bool>,
+}
+
+impl Options {
+    /// The budget of a quality preset: `fast`: a quarter of the default's 100 steps; `best`: 250.
+    pub fn preset(q: Quality) -> Self {
+        let steps = match q {
+            Quality::Fast => 25,
+            Quality::Normal => return Self::default(),
+            Quality::Best => 250,
+        };
+        Options {
+            steps: Some(steps),
+            ..Self::default()
+        }
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct Pigdm {
@@ -37,7 +62,7 @@ impl Pigdm {
     pub const DEFAULT_STEPS: usize = 100;
     pub const DEFAULT_ETA: f64 = 1.0;
 
-    pub fn new(opts: &SolverOptions) -> Result<Self> {
+    pub fn new(opts: &Options) -> Result<Self> {
         let s = Pigdm {
             steps: opts.steps.unwrap_or(Self::DEFAULT_STEPS),
             eta: opts.eta.unwrap_or(Self::DEFAULT_ETA),

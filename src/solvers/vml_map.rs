@@ -21,15 +21,52 @@
 //! bounded by σ_i² for tiny ones (the doc's form divides by them).
 
 use super::{
-    check_problem, denoise_vjp, x_size, Control, Counter, Init, Noise, Problem, Progress, Renoise,
-    Solver, SolverOptions,
+    check_problem, denoise_vjp, x_size, Control, Counter, Init, Noise, Problem, Progress, Quality, Renoise,
+    Solver,
 };
 use crate::diffusion::{karras, Denoiser};
 use crate::error::{Error, Result};
 use crate::operators;
+use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
-/// VML-MAP, plain or preconditioned. Fields are the resolved settings (see `SolverOptions`).
+/// VML-MAP's share of `SolverOptions`, for both variants (same names and meanings; `None` =
+/// the default).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Options {
+    pub steps: Option<usize>,
+    pub iters: Option<usize>,
+    pub step_size: Option<f64>,
+    pub prior_step_cap: Option<f64>,
+    pub sigma_y_floor: Option<f64>,
+    pub renoise: Option<Renoise>,
+    pub init: Option<Init>,
+    pub sigma_min: Option<f64>,
+    pub sigma_max: Option<f64>,
+    pub rho: Option<f64>,
+    pub clip_denoised: Option<bool>,
+}
+
+impl Options {
+    /// The budget of a quality preset (both variants). `fast`: 20 levels × 1 iteration (60
+    /// network passes; 29.4 dB on SR×4 against 31.7 at the default in the session-5
+    /// quality–cost sweep, docs/benchmarks.md); `best`: twice the default's levels.
+    pub fn preset(q: Quality) -> Self {
+        let (steps, iters) = match q {
+            Quality::Fast => (20, 1),
+            Quality::Normal => return Self::default(),
+            Quality::Best => (2 * VmlMap::DEFAULT_STEPS, VmlMap::DEFAULT_ITERS),
+        };
+        Options {
+            steps: Some(steps),
+            iters: Some(iters),
+            ..Self::default()
+        }
+    }
+}
+
+/// VML-MAP, plain or preconditioned. Fields are the resolved settings (see `Options`).
 #[derive(Clone, Debug)]
 pub struct VmlMap {
     pub precondition: bool,
@@ -74,7 +111,7 @@ impl VmlMap {
     pub const DEFAULT_CLIP_DENOISED: bool = true;
 
     /// Resolves `opts` against the defaults and checks them.
-    pub fn new(opts: &SolverOptions, precondition: bool) -> Result<Self> {
+    pub fn new(opts: &Options, precondition: bool) -> Result<Self> {
         let s = VmlMap {
             precondition,
             steps: opts.steps.unwrap_or(Self::DEFAULT_STEPS),

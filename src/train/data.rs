@@ -283,6 +283,6 @@ impl Prefetch {
         let lane = &self.lanes[self.next % self.lanes.len()];
         self.next += 1;
         lane.recv()
-            .map_err(|_| Error::Input("a training-data loader thread stopped".into()))
+            .map_err(|_| Error::Internal("a training-data loader thread stopped".into()))
     }
 }
