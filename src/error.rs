@@ -29,6 +29,9 @@ pub enum Error {
     Input(String),
     /// A model file is missing, corrupt or does not fit its architecture.
     Model(crate::model::LoadError),
+    /// A model name the registry does not know or cannot provide, a download that failed,
+    /// a file that does not match its card: `model` errors too.
+    Registry(crate::registry::RegistryError),
     /// The requested device does not exist or failed.
     Device(String),
     /// LibTorch could not allocate memory.
@@ -52,7 +55,7 @@ impl Error {
         match self {
             Error::Usage(_) => exit::USAGE,
             Error::Input(_) | Error::Operator(_) => exit::BAD_INPUT,
-            Error::Model(_) => exit::MODEL,
+            Error::Model(_) | Error::Registry(_) => exit::MODEL,
             Error::Device(_) => exit::DEVICE,
             Error::OutOfMemory(_) => exit::OUT_OF_MEMORY,
             Error::Interrupted => exit::INTERRUPTED,
@@ -67,7 +70,7 @@ impl Error {
         match self {
             Error::Usage(_) => "usage",
             Error::Input(_) | Error::Operator(_) => "bad_input",
-            Error::Model(_) => "model",
+            Error::Model(_) | Error::Registry(_) => "model",
             Error::Device(_) => "device",
             Error::OutOfMemory(_) => "out_of_memory",
             Error::Interrupted => "interrupted",
@@ -89,6 +92,7 @@ impl fmt::Display for Error {
             Error::Usage(m) => write!(f, "usage: {m}"),
             Error::Input(m) => write!(f, "bad input: {m}"),
             Error::Model(e) => write!(f, "model: {e}"),
+            Error::Registry(e) => write!(f, "model: {e}"),
             Error::Device(m) => write!(f, "device: {m}"),
             Error::OutOfMemory(m) => write!(f, "out of memory: {m}"),
             Error::Interrupted => write!(f, "interrupted"),
@@ -104,6 +108,7 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Model(e) => Some(e),
+            Error::Registry(e) => Some(e),
             Error::Operator(e) => Some(e),
             Error::Io(e) => Some(e),
             Error::Torch(e) => Some(e),
@@ -115,6 +120,15 @@ impl std::error::Error for Error {
 impl From<crate::model::LoadError> for Error {
     fn from(e: crate::model::LoadError) -> Self {
         Error::Model(e)
+    }
+}
+impl From<crate::registry::RegistryError> for Error {
+    fn from(e: crate::registry::RegistryError) -> Self {
+        match e {
+            // One class per failure whichever layer passed it on.
+            crate::registry::RegistryError::Load(e) => Error::Model(e),
+            e => Error::Registry(e),
+        }
     }
 }
 impl From<crate::operators::OperatorError> for Error {

@@ -9,22 +9,22 @@
 //! (schedules, the denoiser `D(x, σ)`), which `solvers` uses together with `operators`.
 //! `io`, `protocol` and the binary sit on top.
 
-pub mod bench;
-pub mod cli;
+pub mod atomic;
 pub mod device;
 pub mod diffusion;
 pub mod error;
-pub mod inspect;
 pub mod io;
 pub mod metrics;
 pub mod model;
 pub mod operators;
 pub mod pipeline;
 pub mod protocol;
+pub mod registry;
 pub mod rng;
-pub mod serve;
 pub mod solvers;
 pub mod task;
-pub mod train;
+
+#[cfg(feature = "cli")]
+pub mod app;
 
 pub use error::{Error, Result};

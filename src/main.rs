@@ -4,7 +4,7 @@
 use clap::Parser;
 use std::io::Write;
 use std::process::ExitCode;
-use vml::cli::{self, Cli};
+use vml::app::cli::{self, Cli};
 use vml::Error;
 
 /// A parser error as the one line every other error is (docs/reliability.md): clap's first

@@ -1,11 +1,13 @@
 //! What the user asks for: the degradation to undo. Shared by the CLI, the protocol and
 //! `degrade`; `operators::build` turns a task into the linear operator `H`.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// How super-resolution down-sampled the image.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default, JsonSchema)]
 #[serde(rename_all = "lowercase")]
+#[schemars(rename = "sr_downsample")]
 pub enum SrKind {
     /// Mean of each s×s block.
     #[default]
@@ -14,32 +16,49 @@ pub enum SrKind {
     Bicubic,
 }
 
-/// A blur kernel.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// A blur kernel. (The schema's ranges are those `operators::blur` enforces.)
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kernel", rename_all = "lowercase")]
+#[schemars(rename = "blur")]
 pub enum Blur {
     /// Isotropic Gaussian with standard deviation `sigma` pixels.
-    Gaussian { sigma: f64 },
+    Gaussian {
+        #[schemars(extend("exclusiveMinimum" = 0, "maximum" = 10000))]
+        sigma: f64,
+    },
     /// Box of `size`×`size` pixels.
-    Uniform { size: u32 },
+    Uniform {
+        #[schemars(range(min = 1))]
+        size: u32,
+    },
     /// Line of `length` pixels at `angle` degrees (counter-clockwise from the x axis).
-    Motion { length: f64, angle: f64 },
-    /// Any kernel, row-major `height`×`width`, normalised to sum 1 when built.
+    Motion {
+        #[schemars(extend("exclusiveMinimum" = 0, "maximum" = 10000))]
+        length: f64,
+        angle: f64,
+    },
+    /// Any kernel, row-major `height`×`width` non-negative weights, normalised to sum 1
+    /// when built.
     Custom {
+        #[schemars(range(min = 1))]
         width: u32,
+        #[schemars(range(min = 1))]
         height: u32,
+        #[schemars(inner(range(min = 0.0)))]
         weights: Vec<f32>,
     },
 }
 
-/// The degradation to undo.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// The degradation to undo: `kind` and its parameters.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "lowercase")]
+#[schemars(rename = "task")]
 pub enum Task {
-    /// Fill the pixels where the mask is set (white = unknown).
+    /// Fill the pixels where the mask is set (white = unknown); needs a mask.
     Inpaint,
     /// Undo down-sampling by `scale` (2, 4 or 8).
     Sr {
+        #[schemars(extend("enum" = [2, 4, 8]))]
         scale: u32,
         /// How the low-resolution image was made (`"downsample": "bicubic"`).
         #[serde(default)]
@@ -48,8 +67,12 @@ pub enum Task {
     /// Undo a blur.
     Deblur(Blur),
     /// Remove Gaussian noise of standard deviation `sigma`. Like every σ in this crate
-    /// (σ_y included) it is on the engine's [-1, 1] pixel scale, as in the papers.
-    Denoise { sigma: f64 },
+    /// (σ_y included) it is on the engine's [-1, 1] pixel scale, as in the papers, so at
+    /// most 1: larger values are on another scale and refused.
+    Denoise {
+        #[schemars(range(min = 0.0, max = 1.0))]
+        sigma: f64,
+    },
     /// Recover colour from a gray image (gray = mean of R, G, B).
     Colorize,
 }

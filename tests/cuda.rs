@@ -126,7 +126,7 @@ fn training_runs_on_cuda_and_its_model_opens_on_the_cpu() {
             img.save(dir.join(format!("p{i}.png"))).unwrap();
         }
     }
-    let mut args = vml::train::TrainArgs::new(root.path().join("run"));
+    let mut args = vml::app::train::TrainArgs::new(root.path().join("run"));
     args.data = Some(root.path().join("pack"));
     args.steps = Some(40);
     args.batch = 8;
@@ -136,7 +136,7 @@ fn training_runs_on_cuda_and_its_model_opens_on_the_cpu() {
     args.log_every = 10;
     args.val_crops = 8;
     args.device = "cuda".into();
-    let summary = vml::train::train(&args).unwrap();
+    let summary = vml::app::train::train(&args).unwrap();
     let (first, last) = (summary.losses[0].1, summary.losses.last().unwrap().1);
     assert!(last < first, "loss {first} → {last}");
     let run_dir = root.path().join("run");

@@ -739,7 +739,7 @@ fn serve_once(stream: &[u8], settings: &Settings, limits: &Limits) -> Result<usi
     let mut input = stream;
     let mut out = Vec::new();
     let mut reporter = Reporter::new(ProgressKind::None);
-    let result = vml::serve::serve(&mut input, &mut out, settings, limits, &mut reporter);
+    let result = vml::app::serve::serve(&mut input, &mut out, settings, limits, &mut reporter);
     let headers = frames(&out)?;
     let ok = headers.iter().filter(|h| h["ok"] == true).count();
     match result {
@@ -820,7 +820,7 @@ fn fuzz_protocol_framing() {
     for (name, bytes) in &seeds {
         let mut out = Vec::new();
         let mut input = &bytes[..];
-        let r = vml::serve::serve(
+        let r = vml::app::serve::serve(
             &mut input,
             &mut out,
             &settings,
@@ -984,7 +984,7 @@ fn fuzz_deblur_specs_and_kernel_files() {
             };
             let _ = io::parse_size(&spec);
             let _ = Format::from_name(&spec);
-            let blur = match vml::cli::parse_deblur(&spec) {
+            let blur = match vml::app::cli::parse_deblur(&spec) {
                 Ok(b) => b,
                 Err(vml::Error::Usage(_) | vml::Error::Input(_)) => return Ok(()),
                 Err(e) => return Err(format!("unexpected error kind: {e:?}")),

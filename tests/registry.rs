@@ -13,16 +13,16 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 use tch::{Device, Kind, Tensor};
-use vml::model::registry::cli::{run_with, ModelsArgs};
-use vml::model::registry::fetch::{
+use vml::app::models::{run_with, ModelsArgs};
+use vml::model::{LoadError, Precision, UNetConfig};
+use vml::registry::fetch::{
     confirm_link, parse_content_range, part_path, ContentRange, FetchOptions, Fetched,
     ProgressFormat,
 };
-use vml::model::registry::{
+use vml::registry::{
     sha256_file, Card, CardSource, Check, Environment, Origin, Registry, RegistryError, SearchDir,
     SearchPath,
 };
-use vml::model::{LoadError, Precision, UNetConfig};
 
 // ---------------------------------------------------------------- helpers
 
@@ -647,7 +647,7 @@ fn missing_models_say_where_they_looked_and_how_to_get_them() {
     let reg = registry(&[&a], &data);
 
     let err = reg.resolve("ffhq-256", None).unwrap_err();
-    let LoadError::Registry(RegistryError::NotInstalled { name, searched, .. }) = &err else {
+    let RegistryError::NotInstalled { name, searched, .. } = &err else {
         panic!("{err:?}")
     };
     assert_eq!(name, "ffhq-256");
@@ -674,7 +674,7 @@ fn missing_models_say_where_they_looked_and_how_to_get_them() {
 
     let err = reg.resolve("nonesuch", None).unwrap_err();
     assert!(
-        matches!(&err, LoadError::Registry(RegistryError::Unknown { known, .. }) if known.len() == 3),
+        matches!(&err, RegistryError::Unknown { known, .. } if known.len() == 3),
         "{err:?}"
     );
     assert!(err.to_string().contains("imagenet-256"));

@@ -215,18 +215,19 @@ fn every_method_runs_on_a_unet() {
         y,
         sigma_y: 0.01,
     };
-    let few = |steps| SolverOptions {
+    // VML-MAP takes iterations, the samplers only steps.
+    let few = |steps, iters| SolverOptions {
         steps: Some(steps),
-        iters: Some(2),
+        iters,
         ..Default::default()
     };
     // (method, options, steps reported, forwards, VJPs)
     let cases = [
-        ("vml-map", few(3), 3, 9, 6),
-        ("vml-map-pre", few(3), 3, 9, 6),
-        ("dps", few(4), 4, 4, 4),
-        ("ddrm", few(4), 4, 4, 0),
-        ("pigdm", few(4), 4, 4, 4),
+        ("vml-map", few(3, Some(2)), 3, 9, 6),
+        ("vml-map-pre", few(3, Some(2)), 3, 9, 6),
+        ("dps", few(4, None), 4, 4, 4),
+        ("ddrm", few(4, None), 4, 4, 0),
+        ("pigdm", few(4, None), 4, 4, 4),
     ];
     for (method, o, steps, forwards, vjps) in cases {
         let solver = solvers::build(method.parse().unwrap(), &o).unwrap();

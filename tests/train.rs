@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use tch::Tensor;
-use vml::train::{train, TrainArgs};
+use vml::app::train::{train, TrainArgs};
 
 const TINY: &str = r#"{"image_size":16,"in_channels":3,"num_channels":32,"num_res_blocks":1,
 "channel_mult":[1,2],"attention_resolutions":[],"num_heads":1,"num_head_channels":-1,
@@ -91,7 +91,7 @@ fn loss_is_finite_and_falls_and_the_run_is_a_model_dir() {
     assert_eq!(lines.len(), 7);
     assert!(lines[6].starts_with("30,"));
     // The fp16 EMA and config.json next to it load as a network.
-    let net = vml::model::load_network(
+    let net = vml::registry::open_path(
         &run.join("ema.safetensors"),
         None,
         tch::Device::Cpu,
@@ -151,7 +151,7 @@ fn resume_continues_and_matches_an_uninterrupted_run() {
 /// augmentation neither happens.
 #[test]
 fn crops_vary_in_scale_and_orientation() {
-    use vml::train::{Augment, Photos, SplitMix};
+    use vml::app::train::{Augment, Photos, SplitMix};
     let dir = tempfile::tempdir().unwrap();
     // 96×96: a 1-pixel checkerboard in red, a ramp along x in green, along y in blue.
     let img = image::RgbImage::from_fn(96, 96, |x, y| {

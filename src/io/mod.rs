@@ -783,62 +783,23 @@ pub fn read_file(path: &Path, max: u64, what: &str) -> Result<Vec<u8>> {
     read_bounded(&mut f, max, what)
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same folder, renamed over the
-/// destination only once everything is written and synced; on any failure (and when
-/// `cancelled` says so just before the rename) the temporary file is removed and `path`
-/// is left as it was.
+/// Writes `bytes` to `path` atomically (`crate::atomic`): on any failure, and when
+/// `cancelled` says so just before the rename, `path` is left as it was.
 pub fn write_atomic(path: &Path, bytes: &[u8], cancelled: &dyn Fn() -> bool) -> Result<()> {
     write_atomic_with(path, cancelled, |f, _| f.write_all(bytes))
 }
 
-/// [`write_atomic`] for writers that make the content themselves: `write` gets the open
-/// temporary file and its path (for libraries that only write to a path, which then
-/// replace its content in place).
+/// [`write_atomic`] for writers that make the content themselves (see
+/// `atomic::write_with`); a cancel is [`Error::Interrupted`].
 pub fn write_atomic_with(
     path: &Path,
     cancelled: &dyn Fn() -> bool,
     write: impl FnOnce(&mut std::fs::File, &Path) -> std::io::Result<()>,
 ) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(".vml-filter-").suffix(".part");
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        // The umask still applies, so the file ends up as a plain `File::create` would.
-        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    match crate::atomic::write_with(path, cancelled, write)? {
+        true => Ok(()),
+        false => Err(Error::Interrupted),
     }
-    let mut tmp = builder.tempfile_in(dir).map_err(|e| {
-        Error::Io(std::io::Error::new(
-            e.kind(),
-            format!("cannot create a file in '{}': {e}", dir.display()),
-        ))
-    })?;
-    let tmp_path = tmp.path().to_owned();
-    let written = write(tmp.as_file_mut(), &tmp_path).and_then(|()| {
-        let f = tmp.as_file_mut();
-        f.flush()?;
-        f.sync_all()
-    });
-    written.map_err(|e| {
-        Error::Io(std::io::Error::new(
-            e.kind(),
-            format!("writing '{}': {e}", path.display()),
-        ))
-    })?;
-    if cancelled() {
-        return Err(Error::Interrupted);
-    }
-    tmp.persist(path).map_err(|e| {
-        Error::Io(std::io::Error::new(
-            e.error.kind(),
-            format!("renaming onto '{}': {}", path.display(), e.error),
-        ))
-    })?;
-    Ok(())
 }
 
 #[cfg(test)]

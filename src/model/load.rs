@@ -38,9 +38,6 @@ pub enum LoadError {
     },
     #[error("{0}")]
     Other(String),
-    /// Registry lookups, downloads and checks (`model::registry`).
-    #[error(transparent)]
-    Registry(#[from] super::registry::RegistryError),
 }
 
 /// Opens a checkpoint (`FILE` or `FILE#ENTRY`), checking existence and extension first.

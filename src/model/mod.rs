@@ -8,12 +8,11 @@ pub mod load;
 pub mod memory;
 pub mod network;
 pub mod norm;
-pub mod registry;
 pub mod resblock;
 pub mod timestep;
 pub mod unet;
 
 pub use config::UNetConfig;
 pub use load::LoadError;
-pub use network::{load_network, Network, Precision};
+pub use network::{Network, Precision};
 pub use unet::UNet;

@@ -119,19 +119,3 @@ impl Network {
         }
     }
 }
-
-/// Opens a network from a weights file (`FILE` or `FILE#ENTRY`) and an architecture
-/// (`ffhq-256`, `imagenet-256`, `default` or a config JSON). Without an architecture it is
-/// found as for `--model PATH` (docs/models.md): a `.json` next to the weights, a
-/// `config.json` beside them, or the card of a registered model with that file name.
-pub fn load_network(
-    weights: &Path,
-    arch: Option<&str>,
-    device: Device,
-    precision: Precision,
-) -> Result<Network, LoadError> {
-    let spec = weights.to_str().ok_or_else(|| {
-        LoadError::Other(format!("model path {} is not UTF-8", weights.display()))
-    })?;
-    super::registry::open(spec, arch, device, precision)
-}

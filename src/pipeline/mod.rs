@@ -100,7 +100,7 @@ pub fn open_denoiser(
     precision: Precision,
 ) -> Result<Box<dyn Denoiser>> {
     let spec = model.unwrap_or(DEFAULT_MODEL);
-    let network = crate::model::registry::open(spec, arch, device, precision)?;
+    let network = crate::registry::open(spec, arch, device, precision)?;
     Ok(Box::new(crate::diffusion::EpsDenoiser::new(network)))
 }
 

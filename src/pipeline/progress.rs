@@ -9,7 +9,8 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 /// How progress is shown (`--progress`).
-#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum ProgressKind {
     Json,
     Bar,

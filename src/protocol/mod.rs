@@ -70,7 +70,7 @@ pub struct Options {
     /// The solver's own settings (`steps`, `iters`, …), at the same level; kept as JSON so
     /// that they can be laid over the command line's (see `Options::solver_options`).
     #[serde(flatten)]
-    #[schemars(with = "schema::SolverOptionsDoc")]
+    #[schemars(with = "crate::solvers::SolverOptions")]
     pub solver: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -97,7 +97,6 @@ pub struct Request {
     #[schemars(with = "schema::Version")]
     pub vml: u32,
     /// The degradation to undo.
-    #[schemars(with = "schema::TaskDoc")]
     pub task: Task,
     /// The encoded image that follows the header line (at least one byte).
     #[schemars(extend("properties" = { "bytes": { "minimum": 1 } }))]
@@ -402,9 +401,8 @@ pub fn progress_line(fraction: f64, stage: &str) -> String {
 
 /// The JSON Schema of the protocol, generated from the types above. Where a type is looser
 /// than what the engine takes (a `String` naming a method, a `serde_json::Value` memory
-/// budget), a marker type here gives the precise shape; the task and the solver settings,
-/// whose types live in `task` and `solvers`, are described by mirrors whose agreement with
-/// those types is tested below.
+/// budget), a marker type here gives the precise shape; the task and the solver settings
+/// derive theirs where they are defined (`task`, `solvers`).
 mod schema {
     use super::{Progress, Request, Response, VERSION};
     use crate::error::exit;
@@ -412,7 +410,7 @@ mod schema {
     use schemars::generate::SchemaSettings;
     use schemars::transform::RecursiveTransform;
     use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
-    use serde::{Deserialize, Serialize};
+    use serde::Serialize;
     use std::borrow::Cow;
 
     /// The schema document: `$defs/request`, `$defs/response`, `$defs/progress` and the
@@ -606,302 +604,9 @@ mod schema {
         json_schema!({ "type": "integer", "enum": EXIT_CODES })
     );
 
-    // Mirror of `task::Task` (same serde shape); the ranges are those `operators::build`
-    // enforces.
-    /// The degradation to undo: `kind` and its parameters.
-    #[derive(Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-    #[serde(tag = "kind", rename_all = "lowercase")]
-    #[schemars(rename = "task")]
-    pub(super) enum TaskDoc {
-        /// Fill the pixels where the mask is set (white = restore); needs a mask.
-        Inpaint,
-        /// Undo down-sampling by `scale`.
-        Sr {
-            #[schemars(extend("enum" = [2, 4, 8]))]
-            scale: u32,
-            /// How the low-resolution image was made.
-            #[serde(default)]
-            downsample: SrKindDoc,
-        },
-        /// Undo a blur.
-        Deblur(BlurDoc),
-        /// Remove Gaussian noise of standard deviation `sigma` ([-1, 1] pixel scale, so at
-        /// most 1: larger values are on another scale and refused).
-        Denoise {
-            #[schemars(range(min = 0.0, max = 1.0))]
-            sigma: f64,
-        },
-        /// Recover colour from a gray image (gray = mean of R, G, B).
-        Colorize,
-    }
-
-    // Mirror of `task::SrKind`.
-    /// How super-resolution down-sampled the image.
-    #[derive(Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-    #[serde(rename_all = "lowercase")]
-    #[schemars(rename = "sr_downsample")]
-    pub(super) enum SrKindDoc {
-        /// Mean of each s×s block.
-        #[default]
-        Avgpool,
-        /// Bicubic (Keys, a = −0.5) anti-aliased down-sampling.
-        Bicubic,
-    }
-
-    // Mirror of `task::Blur`.
-    /// A blur kernel.
-    #[derive(Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-    #[serde(tag = "kernel", rename_all = "lowercase")]
-    #[schemars(rename = "blur")]
-    pub(super) enum BlurDoc {
-        /// Isotropic Gaussian with standard deviation `sigma` pixels.
-        Gaussian {
-            #[schemars(extend("exclusiveMinimum" = 0, "maximum" = 10000))]
-            sigma: f64,
-        },
-        /// Box of `size`×`size` pixels.
-        Uniform {
-            #[schemars(range(min = 1))]
-            size: u32,
-        },
-        /// Line of `length` pixels at `angle` degrees (counter-clockwise from the x axis).
-        Motion {
-            #[schemars(extend("exclusiveMinimum" = 0, "maximum" = 10000))]
-            length: f64,
-            angle: f64,
-        },
-        /// Any kernel: `height`×`width` non-negative weights, row-major, normalised to sum 1.
-        Custom {
-            #[schemars(range(min = 1))]
-            width: u32,
-            #[schemars(range(min = 1))]
-            height: u32,
-            #[schemars(inner(range(min = 0.0)))]
-            weights: Vec<f32>,
-        },
-    }
-
-    // Mirror of `solvers::SolverOptions`: the solver's settings, which sit beside the other
-    // options. `null` or absent = the method's own default (docs/algorithm.md).
-    /// The solver's settings; absent = the method's own default (docs/algorithm.md).
-    #[derive(Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-    #[serde(default)]
-    pub(super) struct SolverOptionsDoc {
-        /// Reverse diffusion steps N (vml-map 50, dps 1000, ddrm 20, pigdm 100).
-        pub steps: Option<usize>,
-        /// Inner iterations K per step (VML-MAP; 3).
-        pub iters: Option<usize>,
-        /// VML-MAP step size γ, relative to the σ_y-aware scale (2; vml-map-pre 1).
-        pub step_size: Option<f64>,
-        /// VML-MAP cap κ on the prior's share of a step (0.6).
-        pub prior_step_cap: Option<f64>,
-        /// VML-MAP floor c of the measurement variance σ_y² + c σ_i² (0.1).
-        pub sigma_y_floor: Option<f64>,
-        /// VML-MAP re-noising rule between steps (stochastic).
-        pub renoise: Option<RenoiseDoc>,
-        /// VML-MAP initialisation (pinv).
-        pub init: Option<InitDoc>,
-        /// Smallest σ of the Karras schedule (VML-MAP; the denoiser's σ_min).
-        pub sigma_min: Option<f64>,
-        /// Largest σ of the Karras schedule (VML-MAP; min(10, the denoiser's σ_max)).
-        pub sigma_max: Option<f64>,
-        /// Karras ρ (7).
-        pub rho: Option<f64>,
-        /// DPS guidance scale ζ (1).
-        pub dps_scale: Option<f64>,
-        /// Stochasticity η: DDRM (0.85) and ΠGDM (1).
-        pub eta: Option<f64>,
-        /// DDRM η_b (1).
-        pub eta_b: Option<f64>,
-        /// DDRM: singular values below this count as zero (3e-2).
-        pub svd_cutoff: Option<f64>,
-        /// Clamp x̂0 to [-1, 1] inside the steps (VML-MAP and DPS true, ΠGDM false).
-        pub clip_denoised: Option<bool>,
-    }
-
-    // Mirror of `solvers::Renoise`.
-    /// How VML-MAP moves from one noise level to the next.
-    #[derive(Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-    #[serde(rename_all = "lowercase")]
-    #[schemars(rename = "renoise")]
-    pub(super) enum RenoiseDoc {
-        /// `x = x̂0 + σ_{i+1} n` with fresh noise `n`.
-        Stochastic,
-        /// `x = x̂0 + (σ_{i+1}/σ_i)(x − x̂0)`: keeps the current noise direction.
-        Deterministic,
-    }
-
-    // Mirror of `solvers::Init`.
-    /// Where VML-MAP starts.
-    #[derive(Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-    #[serde(rename_all = "lowercase")]
-    #[schemars(rename = "init")]
-    pub(super) enum InitDoc {
-        /// `x = σ_1 n`.
-        Noise,
-        /// `x = H⁺y + σ_1 n`, the pseudo-inverse damped for the measurement noise.
-        Pinv,
-        /// `x = x_c + σ_1 n` with `x_c` the classical estimate.
-        Classical,
-    }
-
-    /// The mirrors are exhaustive conversions from the real types (a new variant or field
-    /// there fails to compile here) with the same serialisation.
     #[cfg(test)]
     mod tests {
         use super::*;
-        use crate::solvers::{Init, Renoise, SolverOptions};
-        use crate::task::{Blur, SrKind, Task};
-
-        fn task_doc(t: &Task) -> TaskDoc {
-            match t.clone() {
-                Task::Inpaint => TaskDoc::Inpaint,
-                Task::Sr { scale, downsample } => TaskDoc::Sr {
-                    scale,
-                    downsample: match downsample {
-                        SrKind::Avgpool => SrKindDoc::Avgpool,
-                        SrKind::Bicubic => SrKindDoc::Bicubic,
-                    },
-                },
-                Task::Deblur(b) => TaskDoc::Deblur(match b {
-                    Blur::Gaussian { sigma } => BlurDoc::Gaussian { sigma },
-                    Blur::Uniform { size } => BlurDoc::Uniform { size },
-                    Blur::Motion { length, angle } => BlurDoc::Motion { length, angle },
-                    Blur::Custom {
-                        width,
-                        height,
-                        weights,
-                    } => BlurDoc::Custom {
-                        width,
-                        height,
-                        weights,
-                    },
-                }),
-                Task::Denoise { sigma } => TaskDoc::Denoise { sigma },
-                Task::Colorize => TaskDoc::Colorize,
-            }
-        }
-
-        fn solver_doc(o: &SolverOptions) -> SolverOptionsDoc {
-            let SolverOptions {
-                steps,
-                iters,
-                step_size,
-                prior_step_cap,
-                sigma_y_floor,
-                renoise,
-                init,
-                sigma_min,
-                sigma_max,
-                rho,
-                dps_scale,
-                eta,
-                eta_b,
-                svd_cutoff,
-                clip_denoised,
-            } = o.clone();
-            SolverOptionsDoc {
-                steps,
-                iters,
-                step_size,
-                prior_step_cap,
-                sigma_y_floor,
-                renoise: renoise.map(|r| match r {
-                    Renoise::Stochastic => RenoiseDoc::Stochastic,
-                    Renoise::Deterministic => RenoiseDoc::Deterministic,
-                }),
-                init: init.map(|i| match i {
-                    Init::Noise => InitDoc::Noise,
-                    Init::Pinv => InitDoc::Pinv,
-                    Init::Classical => InitDoc::Classical,
-                }),
-                sigma_min,
-                sigma_max,
-                rho,
-                dps_scale,
-                eta,
-                eta_b,
-                svd_cutoff,
-                clip_denoised,
-            }
-        }
-
-        #[test]
-        fn task_mirror_has_the_same_wire_shape() {
-            let samples = [
-                r#"{"kind":"inpaint"}"#,
-                r#"{"kind":"sr","scale":4}"#,
-                r#"{"kind":"sr","scale":2,"downsample":"bicubic"}"#,
-                r#"{"kind":"deblur","kernel":"gaussian","sigma":3}"#,
-                r#"{"kind":"deblur","kernel":"uniform","size":9}"#,
-                r#"{"kind":"deblur","kernel":"motion","length":15,"angle":30}"#,
-                r#"{"kind":"deblur","kernel":"custom","width":2,"height":1,"weights":[1,2]}"#,
-                r#"{"kind":"denoise","sigma":0.1}"#,
-                r#"{"kind":"colorize"}"#,
-            ];
-            for s in samples {
-                let t: Task = serde_json::from_str(s).unwrap();
-                let d: TaskDoc = serde_json::from_str(s).unwrap();
-                assert_eq!(task_doc(&t), d, "{s}");
-                assert_eq!(
-                    serde_json::to_value(&t).unwrap(),
-                    serde_json::to_value(&d).unwrap(),
-                    "{s}"
-                );
-            }
-            for s in [
-                r#"{"kind":"paint"}"#,
-                r#"{"kind":"sr"}"#,
-                r#"{"kind":"deblur","kernel":"box","size":3}"#,
-                r#"{"kind":"denoise"}"#,
-            ] {
-                assert!(serde_json::from_str::<Task>(s).is_err(), "{s}");
-                assert!(serde_json::from_str::<TaskDoc>(s).is_err(), "{s}");
-            }
-        }
-
-        #[test]
-        fn solver_mirror_has_the_same_wire_shape() {
-            for o in [
-                SolverOptions::default(),
-                SolverOptions {
-                    steps: Some(10),
-                    iters: Some(2),
-                    step_size: Some(1.5),
-                    prior_step_cap: Some(0.5),
-                    sigma_y_floor: Some(0.2),
-                    renoise: Some(Renoise::Deterministic),
-                    init: Some(Init::Classical),
-                    sigma_min: Some(0.01),
-                    sigma_max: Some(5.0),
-                    rho: Some(7.0),
-                    dps_scale: Some(0.5),
-                    eta: Some(0.85),
-                    eta_b: Some(1.0),
-                    svd_cutoff: Some(0.03),
-                    clip_denoised: Some(false),
-                },
-            ] {
-                let v = serde_json::to_value(&o).unwrap();
-                assert_eq!(v, serde_json::to_value(solver_doc(&o)).unwrap());
-                let back: SolverOptionsDoc = serde_json::from_value(v).unwrap();
-                assert_eq!(back, solver_doc(&o));
-            }
-            for (r, i) in [
-                (Renoise::Stochastic, Init::Noise),
-                (Renoise::Deterministic, Init::Pinv),
-            ] {
-                let o = SolverOptions {
-                    renoise: Some(r),
-                    init: Some(i),
-                    ..Default::default()
-                };
-                assert_eq!(
-                    serde_json::to_value(&o).unwrap(),
-                    serde_json::to_value(solver_doc(&o)).unwrap()
-                );
-            }
-        }
 
         #[test]
         fn name_lists_match_the_parsers() {

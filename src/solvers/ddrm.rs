@@ -17,9 +17,9 @@
 //! elsewhere. Singular values below `svd_cutoff` count as zero, as the authors' operators
 //! zero them (3e-2 for blur factors).
 
-use super::{Quality, 
+use super::{
     check_problem, strided_timesteps, table_sigmas, x_size, Control, Counter, Noise, Problem,
-    Progress, Solver,
+    Progress, Quality, Solver,
 };
 use crate::diffusion::Denoiser;
 use crate::error::{Error, Result};

@@ -15,8 +15,9 @@
 //! Working state: the VP variable `x_t = √ᾱ_t x0 + √(1−ᾱ_t) n`; the denoiser sees
 //! `x_t / √ᾱ_t` at `σ_t = √((1−ᾱ_t)/ᾱ_t)`.
 
-use super::{Quality, 
-    check_problem, table_sigmas, x_size, Control, Counter, Noise, Problem, Progress, Solver,
+use super::{
+    check_problem, table_sigmas, x_size, Control, Counter, Noise, Problem, Progress, Quality,
+    Solver,
 };
 use crate::diffusion::schedule::evenly_spaced_timesteps;
 use crate::diffusion::Denoiser;

@@ -11,6 +11,7 @@ pub mod vml_map;
 use crate::diffusion::Denoiser;
 use crate::error::{Error, Result};
 use crate::operators::Operator;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
@@ -60,8 +61,9 @@ pub trait Solver {
 }
 
 /// How VML-MAP moves from one noise level to the next.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
+#[schemars(rename = "renoise")]
 pub enum Renoise {
     /// `x = x̂0 + σ_{i+1} n` with fresh noise `n`.
     Stochastic,
@@ -70,8 +72,9 @@ pub enum Renoise {
 }
 
 /// Where VML-MAP starts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
+#[schemars(rename = "init")]
 pub enum Init {
     /// `x = σ_1 n`.
     Noise,
@@ -89,8 +92,9 @@ pub enum Init {
 /// takes its share as its own typed `Options` (`vml_map::Options`, …) through
 /// [`SolverOptions::typed`]; a field set that the chosen method does not take is a usage
 /// error rather than silently ignored.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
+#[schemars(rename = "solver_options")]
 pub struct SolverOptions {
     /// A preset budget (steps, iterations) of the chosen method; the fields set here
     /// override it. Default: the method's defaults, which are the `normal` preset.
@@ -121,7 +125,7 @@ pub struct SolverOptions {
     pub sigma_max: Option<f64>,
     /// Karras ρ. Default 7.
     pub rho: Option<f64>,
-    /// DPS guidance scale ζ (step `ζ / ‖y − H x̂0‖`). Default 1.
+    /// DPS guidance scale ζ (step `ζ / ‖y − H x̂0‖`). Default 0.3 (`dps::Dps::DEFAULT_SCALE`).
     pub dps_scale: Option<f64>,
     /// Stochasticity η: DDRM (default 0.85) and ΠGDM's DDIM sampler (default 1).
     pub eta: Option<f64>,
@@ -150,12 +154,26 @@ impl SolverOptions {
         fn to_value(v: impl Serialize) -> Result<serde_json::Value> {
             serde_json::to_value(v).map_err(|e| Error::Internal(format!("solver options: {e}")))
         }
-        let mut fields = set_fields(to_value(preset(self.quality.unwrap_or_default()))?);
+        // Every field of `T` (unset ones serialise as null), to name them in the error.
+        let takes: Vec<String> = match to_value(preset(Quality::Normal))? {
+            serde_json::Value::Object(m) => m.into_iter().map(|(k, _)| k).collect(),
+            _ => Vec::new(),
+        };
         let mut own = set_fields(to_value(self)?);
         own.remove("quality");
+        if let Some(k) = own.keys().find(|k| !takes.contains(k)) {
+            let its = match takes.is_empty() {
+                true => "it takes none".to_string(),
+                false => format!("its options: {}", takes.join(", ")),
+            };
+            return Err(Error::Usage(format!(
+                "{method} does not take the option {k} ({its})"
+            )));
+        }
+        let mut fields = set_fields(to_value(preset(self.quality.unwrap_or_default()))?);
         fields.extend(own);
         serde_json::from_value(serde_json::Value::Object(fields))
-            .map_err(|e| Error::Usage(format!("{method} does not take that option: {e}")))
+            .map_err(|e| Error::Usage(format!("{method} options: {e}")))
     }
 }
 
@@ -163,12 +181,16 @@ impl SolverOptions {
 /// `fast` and `best` trade quality for time one way or the other, per method (the
 /// `preset` function of each method's module; measured in docs/benchmarks.md, "Quality
 /// presets").
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
+#[schemars(rename = "quality")]
 pub enum Quality {
+    /// A fraction of the default budget.
     Fast,
+    /// The method's default budget.
     #[default]
     Normal,
+    /// More steps than the default where they still help.
     Best,
 }
 
@@ -279,10 +301,12 @@ pub fn build(method: Method, opts: &SolverOptions) -> Result<Box<dyn Solver>> {
             Box::new(vml_map::VmlMap::new(&o, method == Method::VmlMapPre)?)
         }
         Method::Dps => Box::new(dps::Dps::new(&opts.typed(method, dps::Options::preset)?)?),
-        Method::Ddrm => Box::new(ddrm::Ddrm::new(&opts.typed(method, ddrm::Options::preset)?)?),
-        Method::Pigdm => {
-            Box::new(pigdm::Pigdm::new(&opts.typed(method, pigdm::Options::preset)?)?)
-        }
+        Method::Ddrm => Box::new(ddrm::Ddrm::new(
+            &opts.typed(method, ddrm::Options::preset)?,
+        )?),
+        Method::Pigdm => Box::new(pigdm::Pigdm::new(
+            &opts.typed(method, pigdm::Options::preset)?,
+        )?),
         Method::Classical => {
             // No settings at all; the preset is meaningless but harmless.
             let classical::Options {} = opts.typed(method, |_| classical::Options {})?;
@@ -462,5 +486,81 @@ mod method_tests {
             "{err}"
         );
         assert_eq!(Method::default(), Method::VmlMap);
+    }
+}
+
+#[cfg(test)]
+mod option_tests {
+    use super::*;
+
+    #[test]
+    fn an_option_of_another_method_is_a_usage_error_naming_it() {
+        let o = SolverOptions {
+            iters: Some(2),
+            ..Default::default()
+        };
+        assert!(build(Method::VmlMap, &o).is_ok());
+        let e = build(Method::Dps, &o).err().expect("dps takes no iters");
+        assert_eq!(e.exit_code(), crate::error::exit::USAGE);
+        let m = e.to_string();
+        assert!(m.contains("dps does not take the option iters"), "{m}");
+        assert!(m.contains("steps, dps_scale, clip_denoised"), "{m}");
+        let steps = SolverOptions {
+            steps: Some(3),
+            ..Default::default()
+        };
+        let m = build(Method::Classical, &steps).err().unwrap().to_string();
+        assert!(
+            m.contains("classical does not take the option steps (it takes none)"),
+            "{m}"
+        );
+        // A preset alone is fine for every method, the classical one included.
+        for q in Quality::ALL {
+            let o = SolverOptions {
+                quality: Some(q),
+                ..Default::default()
+            };
+            for m in Method::ALL {
+                assert!(build(m, &o).is_ok(), "{m} {q}");
+            }
+        }
+    }
+
+    #[test]
+    fn presets_set_the_budget_and_explicit_fields_override_them() {
+        let fast = SolverOptions {
+            quality: Some(Quality::Fast),
+            ..Default::default()
+        };
+        let o: vml_map::Options = fast
+            .typed(Method::VmlMap, vml_map::Options::preset)
+            .unwrap();
+        assert_eq!((o.steps, o.iters), (Some(20), Some(1)));
+        let mixed = SolverOptions {
+            iters: Some(4),
+            ..fast.clone()
+        };
+        let o: vml_map::Options = mixed
+            .typed(Method::VmlMap, vml_map::Options::preset)
+            .unwrap();
+        assert_eq!((o.steps, o.iters), (Some(20), Some(4)));
+        // `normal` is the method's defaults: nothing set.
+        let normal = SolverOptions {
+            quality: Some(Quality::Normal),
+            ..Default::default()
+        };
+        let o: dps::Options = normal.typed(Method::Dps, dps::Options::preset).unwrap();
+        assert_eq!(o, dps::Options::default());
+        let o: ddrm::Options = SolverOptions {
+            quality: Some(Quality::Best),
+            ..Default::default()
+        }
+        .typed(Method::Ddrm, ddrm::Options::preset)
+        .unwrap();
+        assert_eq!(o.steps, Some(100));
+        for q in Quality::ALL {
+            assert_eq!(q.name().parse::<Quality>(), Ok(q));
+        }
+        assert!("quick".parse::<Quality>().is_err());
     }
 }

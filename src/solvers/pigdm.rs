@@ -17,9 +17,9 @@
 //! NVIDIA reference implementation (RED-diff's `pgdm.py`, adaptive weights on), which also
 //! starts from `√ᾱ_T H⁺y + √(1−ᾱ_T) n`.
 
-use super::{Quality, 
+use super::{
     check_problem, denoise_vjp, strided_timesteps, table_sigmas, x_size, Control, Counter, Noise,
-    Problem, Progress, Solver,
+    Problem, Progress, Quality, Solver,
 };
 use crate::diffusion::Denoiser;
 use crate::error::{Error, Result};

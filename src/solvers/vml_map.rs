@@ -21,8 +21,8 @@
 //! bounded by σ_i² for tiny ones (the doc's form divides by them).
 
 use super::{
-    check_problem, denoise_vjp, x_size, Control, Counter, Init, Noise, Problem, Progress, Quality, Renoise,
-    Solver,
+    check_problem, denoise_vjp, x_size, Control, Counter, Init, Noise, Problem, Progress, Quality,
+    Renoise, Solver,
 };
 use crate::diffusion::{karras, Denoiser};
 use crate::error::{Error, Result};

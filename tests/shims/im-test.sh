@@ -147,7 +147,7 @@ st=$?
 [[ $st == 1 ]] && grep -q "'/nonexistent/magick' not found" err.txt && pass "-im of a missing program: exit 1 naming it" ||
     fail "-im of a missing program: exit 1 naming it" "exit $st: $(cat err.txt)"
 # The command line wins over VML_MAGICK_OPTS: with the environment's method, this would fail.
-VML_MAGICK_OPTS="-method no-such-method -steps 3" "$VM" photo.jpg -sr 2 -method classical x.png 2>err.txt
+VML_MAGICK_OPTS="-method no-such-method -seed 3" "$VM" photo.jpg -sr 2 -method classical x.png 2>err.txt
 st=$?
 [[ $st == 0 ]] && pass "-method on the command line overrides VML_MAGICK_OPTS" ||
     fail "-method on the command line overrides VML_MAGICK_OPTS" "exit $st: $(cat err.txt)"

@@ -57,11 +57,10 @@ METHODS = [
     ('classical', 'Classical (no network)', 'Fast classical restoration, no model needed'),
 ]
 QUALITY = [
-    ('fast', 'Fast', 'Few solver steps'),
-    ('normal', 'Normal', 'The default number of steps'),
-    ('best', 'Best', 'Many solver steps: slower, sharper'),
+    ('fast', 'Fast', "A fraction of the method's default budget"),
+    ('normal', 'Normal', "The method's default budget"),
+    ('best', 'Best', 'More steps where they still help: slower'),
 ]
-QUALITY_STEPS = {'fast': 8, 'normal': 20, 'best': 50}
 
 # Only this thread may talk to GIMP: the wire protocol between a plug-in and GIMP is not
 # thread-safe, so reader threads only store what they saw.
@@ -210,12 +209,15 @@ def build_task(config):
 
 
 def build_options(config):
-    steps = config.get_property('steps')
-    if steps <= 0:
-        steps = QUALITY_STEPS.get(config.get_property('quality'), 20)
+    method = config.get_property('method')
+    # The preset is vml-filter's own budget for the chosen method; a step count goes only
+    # where the user set one, and never to the classical estimate, which takes none.
     # PNG back whatever the layer came as: GIMP reads it losslessly, 16-bit included.
-    options = {'method': config.get_property('method'), 'seed': config.get_property('seed'),
-               'steps': steps, 'format': 'png'}
+    options = {'method': method, 'seed': config.get_property('seed'),
+               'quality': config.get_property('quality'), 'format': 'png'}
+    steps = config.get_property('steps')
+    if steps > 0 and method != 'classical':
+        options['steps'] = steps
     model = config.get_property('model')
     if model:
         options['model'] = model
@@ -532,9 +534,9 @@ class VmlRestore(Gimp.PlugIn):
                               'the noise on the [-1, 1] pixel scale', 0.0, 1.0, 0.1, rw)
         p.add_choice_argument('method', '_Method', 'Restoration algorithm', _choice(METHODS),
                               'vml-map', rw)
-        p.add_choice_argument('quality', '_Quality', 'Preset for the number of solver steps',
+        p.add_choice_argument('quality', '_Quality', "vml-filter's budget preset for the method",
                               _choice(QUALITY), 'normal', rw)
-        p.add_int_argument('steps', 'Ste_ps', 'Solver steps; 0 = from Quality', 0, 1000, 0, rw)
+        p.add_int_argument('steps', 'Ste_ps', 'Solver steps; 0 = the Quality preset', 0, 1000, 0, rw)
         p.add_int_argument('seed', 'S_eed', 'Random seed', 0, 2 ** 31 - 1, 0, rw)
         p.add_string_argument('model', 'Mo_del file', 'Model file; empty = the default model',
                               '', rw)

@@ -16,10 +16,9 @@
 //! card of a name wins) and, last, from the cards compiled into the binary, so an installed
 //! binary knows every model even without its source tree.
 
-pub mod cli;
 pub mod fetch;
 
-use super::{LoadError, Network, Precision, UNetConfig};
+use crate::model::{LoadError, Network, Precision, UNetConfig};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -312,6 +311,9 @@ fn user_data_dir(xdg: Option<&std::ffi::OsStr>, home: Option<&std::ffi::OsStr>) 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RegistryError {
+    /// Loading the file the registry found (or was given) failed.
+    #[error(transparent)]
+    Load(#[from] LoadError),
     #[error("unknown model '{spec}': no such file, and no model card of that name (known models: {})", .known.join(", "))]
     Unknown { spec: String, known: Vec<String> },
     #[error("model '{name}' is not installed: {file} was not found in any model directory; {hint}\n  looked in:\n{}", list_paths(.searched))]
@@ -550,9 +552,9 @@ impl Registry {
 
     /// Resolves `spec` (a registry name or a path to a weights file) and an optional
     /// architecture override (a named architecture or a config JSON).
-    pub fn resolve(&self, spec: &str, arch: Option<&str>) -> Result<Resolved, LoadError> {
+    pub fn resolve(&self, spec: &str, arch: Option<&str>) -> Result<Resolved, RegistryError> {
         let as_path = Path::new(spec);
-        if as_path.is_file() || super::checkpoint::split_entry(as_path).1.is_some() {
+        if as_path.is_file() || crate::model::checkpoint::split_entry(as_path).1.is_some() {
             return self.resolve_file(as_path, arch);
         }
         if as_path.is_dir() {
@@ -571,15 +573,15 @@ impl Registry {
             });
         }
         if looks_like_path(spec) {
-            return Err(LoadError::NotFound(as_path.to_owned()));
+            return Err(LoadError::NotFound(as_path.to_owned()).into());
         }
         Err(self.unknown(spec).into())
     }
 
     /// `weights` is a file, or `FILE#ENTRY` (kept as it is for the loader; the
     /// architecture is looked up beside `FILE`).
-    fn resolve_file(&self, spec: &Path, arch: Option<&str>) -> Result<Resolved, LoadError> {
-        let (weights, _) = super::checkpoint::split_entry(spec);
+    fn resolve_file(&self, spec: &Path, arch: Option<&str>) -> Result<Resolved, RegistryError> {
+        let (weights, _) = crate::model::checkpoint::split_entry(spec);
         let weights = weights.as_path();
         let file_name = weights.file_name().and_then(|n| n.to_str());
         let entry = file_name.and_then(|n| self.entries.iter().find(|e| e.card.file == n));
@@ -598,7 +600,8 @@ impl Registry {
                     return Err(LoadError::Other(format!(
                         "no architecture known for {}: give --arch NAME|CONFIG, or put a config .json next to it",
                         weights.display()
-                    )));
+                    ))
+                    .into());
                 }
             }
         };
@@ -616,9 +619,9 @@ impl Registry {
         arch: Option<&str>,
         device: Device,
         precision: Precision,
-    ) -> Result<Network, LoadError> {
+    ) -> Result<Network, RegistryError> {
         let r = self.resolve(spec, arch)?;
-        Network::open(&r.weights, &r.config, device, precision)
+        Ok(Network::open(&r.weights, &r.config, device, precision)?)
     }
 
     /// The state of every model, from the file sizes and the hash cache (no hashing).
@@ -706,7 +709,7 @@ impl Registry {
 }
 
 /// `Registry::from_env().resolve(spec, None)`.
-pub fn resolve(spec: &str) -> Result<Resolved, LoadError> {
+pub fn resolve(spec: &str) -> Result<Resolved, RegistryError> {
     Registry::from_env().resolve(spec, None)
 }
 
@@ -717,15 +720,32 @@ pub fn open(
     arch: Option<&str>,
     device: Device,
     precision: Precision,
-) -> Result<Network, LoadError> {
+) -> Result<Network, RegistryError> {
     Registry::from_env().open(spec, arch, device, precision)
 }
 
+/// [`open`] for a path: a weights file (`FILE` or `FILE#ENTRY`) with an architecture
+/// (`ffhq-256`, `imagenet-256`, `default` or a config JSON) or, without one, the
+/// architecture found as for `--model PATH` (docs/models.md): a `.json` next to the
+/// weights, a `config.json` beside them, or the card of a registered model with that file
+/// name.
+pub fn open_path(
+    weights: &Path,
+    arch: Option<&str>,
+    device: Device,
+    precision: Precision,
+) -> Result<Network, RegistryError> {
+    let spec = weights.to_str().ok_or_else(|| {
+        LoadError::Other(format!("model path {} is not UTF-8", weights.display()))
+    })?;
+    open(spec, arch, device, precision)
+}
+
 /// A card's architecture: a named config, or a JSON file next to the weights or the card.
-fn card_config(entry: &Entry, weights: &Path) -> Result<UNetConfig, LoadError> {
+fn card_config(entry: &Entry, weights: &Path) -> Result<UNetConfig, RegistryError> {
     let arch = &entry.card.architecture;
     if !arch.ends_with(".json") {
-        return UNetConfig::from_name_or_file(arch);
+        return Ok(UNetConfig::from_name_or_file(arch)?);
     }
     let tried: Vec<PathBuf> = weights
         .parent()
@@ -734,7 +754,7 @@ fn card_config(entry: &Entry, weights: &Path) -> Result<UNetConfig, LoadError> {
         .map(|d| d.join(arch))
         .collect();
     match tried.iter().find(|p| p.is_file()) {
-        Some(p) => UNetConfig::from_file(p),
+        Some(p) => Ok(UNetConfig::from_file(p)?),
         None => Err(LoadError::Config {
             path: PathBuf::from(arch),
             message: format!(
@@ -746,20 +766,21 @@ fn card_config(entry: &Entry, weights: &Path) -> Result<UNetConfig, LoadError> {
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
-        }),
+        }
+        .into()),
     }
 }
 
 /// The weights of a model directory: the file its `card.json` names, else its only
 /// weights file.
-fn weights_in_dir(dir: &Path) -> Result<PathBuf, LoadError> {
+fn weights_in_dir(dir: &Path) -> Result<PathBuf, RegistryError> {
     let card_path = dir.join(CARD_FILE);
     if card_path.is_file() {
         let text = std::fs::read_to_string(&card_path).map_err(io_err(&card_path))?;
         let weights = dir.join(Card::parse(&text, &card_path)?.file);
         return match weights.is_file() {
             true => Ok(weights),
-            false => Err(LoadError::NotFound(weights)),
+            false => Err(LoadError::NotFound(weights).into()),
         };
     }
     let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -773,7 +794,8 @@ fn weights_in_dir(dir: &Path) -> Result<PathBuf, LoadError> {
         0 => Err(LoadError::Other(format!(
             "{} holds no weights file (.pt, .pth, .bin or .safetensors)",
             dir.display()
-        ))),
+        ))
+        .into()),
         _ => Err(LoadError::Other(format!(
             "{} holds several weights files ({}): name one",
             dir.display(),
@@ -782,12 +804,13 @@ fn weights_in_dir(dir: &Path) -> Result<PathBuf, LoadError> {
                 .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
                 .collect::<Vec<_>>()
                 .join(", ")
-        ))),
+        ))
+        .into()),
     }
 }
 
 fn is_weights_file(p: &Path) -> bool {
-    super::checkpoint::Format::of(p).is_some()
+    crate::model::checkpoint::Format::of(p).is_some()
 }
 
 fn looks_like_path(spec: &str) -> bool {
@@ -912,12 +935,12 @@ impl HashCache {
     /// Writes the cache atomically; failures only cost a re-hash later.
     pub(crate) fn save(&self) {
         let Some(path) = &self.path else { return };
-        let write = || -> crate::Result<()> {
+        let write = || -> io::Result<()> {
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir)?;
             }
             let bytes = serde_json::to_vec_pretty(&self.entries).map_err(io::Error::other)?;
-            crate::io::write_atomic(path, &bytes, &|| false)
+            crate::atomic::write(path, &bytes)
         };
         if let Err(e) = write() {
             log::debug!("cannot write {}: {e}", path.display());

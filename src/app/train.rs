@@ -15,7 +15,7 @@
 //!   `--resume` continues from it exactly: the crops, timesteps and noise of step k depend
 //!   only on `(seed, k)`, and the Adam state is restored, so no re-warm-up is needed.
 //! - `ema.safetensors`: the EMA weights in float16 with the checkpoint key names, plus
-//!   `config.json`: together a model directory that `load_network` opens.
+//!   `config.json`: together a model directory that `registry::open_path` opens.
 //! - `loss.csv` (step, loss, images/s, wall time), `val.csv` (loss of the EMA weights on a fixed
 //!   set of validation crops, timesteps and noise), and JSON progress lines on stderr (stdout stays free, as for every command of the binary).
 

@@ -1,10 +1,9 @@
 //! `vml-filter models …`: the command-line face of the registry (list, fetch, verify,
 //! inspect, path). Output formats are documented in docs/models.md.
 
-use super::fetch::{human_bytes, FetchOptions, Fetched, ProgressFormat};
-use super::{Check, Registry, RegistryError, Status};
 use crate::error::{Error, Result};
-use crate::model::LoadError;
+use crate::registry::fetch::{human_bytes, FetchOptions, Fetched, ProgressFormat};
+use crate::registry::{Check, Registry, RegistryError, Status};
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -93,16 +92,14 @@ pub fn run_with(
                 force: *force,
                 ..FetchOptions::default()
             };
-            let fetched = registry
-                .fetch(name, dir.as_deref(), &opts, err)
-                .map_err(LoadError::from)?;
+            let fetched = registry.fetch(name, dir.as_deref(), &opts, err)?;
             let path = match &fetched {
                 Fetched::AlreadyPresent { path } | Fetched::Downloaded { path, .. } => path,
             };
             writeln!(out, "{}", path.display())?;
         }
         ModelsCommand::Verify { name, json } => {
-            let rows = registry.verify(name.as_deref()).map_err(LoadError::from)?;
+            let rows = registry.verify(name.as_deref())?;
             if *json {
                 writeln!(out, "{}", to_json(&rows)?)?;
             } else {
@@ -116,17 +113,15 @@ pub fn run_with(
                 .map(|r| r.name.clone())
                 .collect();
             if !failed.is_empty() {
-                return Err(LoadError::from(RegistryError::VerifyFailed(failed)).into());
+                return Err(RegistryError::VerifyFailed(failed).into());
             }
         }
         ModelsCommand::Inspect { file } => {
             let path = match registry.get(file) {
-                Some(e) if !std::path::Path::new(file).exists() => {
-                    registry.require(&e.card).map_err(LoadError::from)?
-                }
+                Some(e) if !std::path::Path::new(file).exists() => registry.require(&e.card)?,
                 _ => PathBuf::from(file),
             };
-            write!(out, "{}", crate::inspect::inspect(&path)?)?;
+            write!(out, "{}", crate::app::inspect::inspect(&path)?)?;
         }
         ModelsCommand::Path => {
             let sp = registry.search_path();

@@ -1,6 +1,6 @@
 //! The command line: clap types, their translation into a [`Task`] and pipeline
 //! [`Settings`], progress reporting on stderr, and the plain-filter and `degrade` runs.
-//! The protocol and `serve` live in `crate::serve`; `main.rs` only parses and maps errors
+//! The protocol and `serve` live in `crate::app::serve`; `main.rs` only parses and maps errors
 //! to exit codes (docs/protocol.md lists them).
 
 use crate::error::{Error, Result};
@@ -8,7 +8,7 @@ use crate::io::{self, Format, Limits};
 use crate::model::Precision;
 use crate::pipeline::progress::{ProgressKind, Reporter};
 use crate::pipeline::{self, signals, ModelCache, Settings};
-use crate::solvers::{Control, Method, SolverOptions};
+use crate::solvers::{Control, Method, Quality, SolverOptions};
 use crate::task::{Blur, SrKind, Task};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::io::{BufRead, BufReader, IsTerminal, Write};
@@ -46,16 +46,16 @@ pub enum Command {
     /// Answer protocol requests one after another on stdin, keeping networks loaded.
     Serve(ServeArgs),
     /// Train a diffusion model (the default model's recipe) on a folder of photos.
-    Train(crate::train::TrainArgs),
+    Train(crate::app::train::TrainArgs),
     /// Every method against every degradation on a folder of photos: quality, time,
     /// memory (docs/benchmarks.md).
-    Bench(crate::bench::BenchArgs),
+    Bench(crate::app::bench::BenchArgs),
     /// Developer: evaluate the raw network on a .npy batch (numerical parity hook).
-    EvalNet(crate::inspect::EvalNetArgs),
+    EvalNet(crate::app::inspect::EvalNetArgs),
     /// PSNR and SSIM of an image against a clean reference, as one JSON line.
-    Compare(crate::inspect::CompareArgs),
+    Compare(crate::app::inspect::CompareArgs),
     /// The model registry: list, fetch, verify, inspect, path (docs/models.md).
-    Models(crate::model::registry::cli::ModelsArgs),
+    Models(crate::app::models::ModelsArgs),
 }
 
 /// The degradation, as flags. At most one.
@@ -145,7 +145,11 @@ pub struct SolveArgs {
     /// The network's float type: fp32, or fp16 / bf16 on a CUDA device.
     #[arg(long, value_name = "P", default_value = "fp32")]
     pub precision: Precision,
-    /// Reverse diffusion steps.
+    /// Budget preset of the method: fast, normal (its defaults) or best; --steps and
+    /// --iters override it.
+    #[arg(long, value_name = "Q")]
+    pub quality: Option<Quality>,
+    /// Reverse diffusion steps (default: the method's, or the --quality preset's).
     #[arg(long, value_name = "N")]
     pub steps: Option<usize>,
     /// Inner iterations per step (VML-MAP).
@@ -435,6 +439,7 @@ impl SolveArgs {
             tile: self.tile,
             max_memory: self.max_memory.unwrap_or(pipeline::DEFAULT_MAX_MEMORY),
             solver: SolverOptions {
+                quality: self.quality,
                 steps: self.steps,
                 iters: self.iters,
                 ..SolverOptions::default()
@@ -453,7 +458,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             let stdin = std::io::stdin();
             let mut input = stdin.lock();
             let mut output = std::io::stdout().lock();
-            crate::serve::serve(
+            crate::app::serve::serve(
                 &mut input,
                 &mut output,
                 &args.solve.settings(),
@@ -465,27 +470,27 @@ pub fn run(cli: Cli) -> Result<i32> {
             let mut reporter = cli.common.reporter(false);
             run_degrade(&args, &limits, &mut reporter).map(|()| 0)
         }
-        Some(Command::Train(args)) => crate::train::run(&args).map(|()| 0),
+        Some(Command::Train(args)) => crate::app::train::run(&args).map(|()| 0),
         Some(Command::Bench(args)) => {
-            crate::bench::run(&args, cli.common.wants_progress()).map(|()| 0)
+            crate::app::bench::run(&args, cli.common.wants_progress()).map(|()| 0)
         }
-        Some(Command::EvalNet(args)) => crate::inspect::eval_net(&args).map(|()| 0),
+        Some(Command::EvalNet(args)) => crate::app::inspect::eval_net(&args).map(|()| 0),
         Some(Command::Compare(args)) => {
-            let line = crate::inspect::compare(&args)?;
+            let line = crate::app::inspect::compare(&args)?;
             let mut out = std::io::stdout().lock();
             writeln!(out, "{line}")?;
             out.flush()?;
             Ok(0)
         }
         Some(Command::Models(args)) => {
-            use crate::model::registry::fetch::ProgressFormat as Fetch;
+            use crate::registry::fetch::ProgressFormat as Fetch;
             // Downloads report in lines by default, terminal or not.
             let progress = match (cli.common.quiet, cli.common.progress) {
                 (true, _) | (_, Some(ProgressKind::None)) => Fetch::Quiet,
                 (_, Some(ProgressKind::Json)) => Fetch::Json,
                 _ => Fetch::Human,
             };
-            crate::model::registry::cli::run(&args, progress).map(|()| 0)
+            crate::app::models::run(&args, progress).map(|()| 0)
         }
         None => run_restore(&cli.restore, &cli.common, &limits),
     }
@@ -624,7 +629,7 @@ fn run_restore(args: &RestoreArgs, common: &CommonArgs, limits: &Limits) -> Resu
         if task.is_some() {
             log::warn!("the request's task is used; the task flags are ignored in protocol mode");
         }
-        return crate::serve::answer_one(
+        return crate::app::serve::answer_one(
             &mut input,
             &mut out,
             &args.solve.settings(),

@@ -13,8 +13,9 @@
 use super::{peak_rss_mb, sync, BenchArgs, MethodSpec};
 use crate::diffusion::EpsDenoiser;
 use crate::error::{Error, Result};
-use crate::model::{registry, Network, Precision};
+use crate::model::{Network, Precision};
 use crate::operators;
+use crate::registry;
 use crate::solvers::{self, Control, Method, Problem, Progress};
 use crate::task::{SrKind, Task};
 use std::time::Instant;

@@ -3,7 +3,8 @@
 
 use crate::device::parse_device;
 use crate::error::{Error, Result};
-use crate::model::{load_network, Precision};
+use crate::model::Precision;
+use crate::registry::open_path;
 use std::path::PathBuf;
 use tch::{Kind, Tensor};
 
@@ -40,7 +41,7 @@ pub fn eval_net(args: &EvalNetArgs) -> Result<()> {
     let device = parse_device(&args.device)?;
     let precision = args.precision;
     crate::device::check_precision(device, precision)?;
-    let net = load_network(&args.model, args.arch.as_deref(), device, precision)?;
+    let net = open_path(&args.model, args.arch.as_deref(), device, precision)?;
     let x = read_npy(&args.input)?;
     let cfg = net.config();
     let size = x.size();
