@@ -10,7 +10,8 @@ mod cli_common;
 use cli_common::*;
 use image::GenericImageView;
 use tch::{Device, Kind, Tensor};
-use vml::model::{registry, Precision};
+use vml::model::Precision;
+use vml::registry;
 
 fn cuda() -> Option<Device> {
     if tch::Cuda::is_available() {

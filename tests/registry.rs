@@ -679,7 +679,10 @@ fn missing_models_say_where_they_looked_and_how_to_get_them() {
     );
     assert!(err.to_string().contains("imagenet-256"));
     let err = reg.resolve("./nope.pt", None).unwrap_err();
-    assert!(matches!(err, LoadError::NotFound(_)), "{err:?}");
+    assert!(
+        matches!(err, RegistryError::Load(LoadError::NotFound(_))),
+        "{err:?}"
+    );
     let err = reg.verify(Some("imagenet-256")).unwrap_err();
     assert!(matches!(err, RegistryError::NotInstalled { .. }), "{err}");
 }
@@ -765,7 +768,10 @@ fn resolve_and_open_by_name_and_by_path() {
     // A card whose config file is nowhere: a config error naming the places tried.
     std::fs::remove_file(root.join("tiny/config.json")).unwrap();
     let err = reg.resolve("tiny", None).unwrap_err();
-    assert!(matches!(err, LoadError::Config { .. }), "{err:?}");
+    assert!(
+        matches!(err, RegistryError::Load(LoadError::Config { .. })),
+        "{err:?}"
+    );
 }
 
 // ---------------------------------------------------------------- fetch
@@ -916,7 +922,7 @@ fn fetch_rejects_a_file_with_the_wrong_hash() {
         !part_path(&f.dest("bad")).exists(),
         "a wrong file is not resumed"
     );
-    assert_eq!(vml::Error::from(LoadError::from(err)).exit_code(), 4);
+    assert_eq!(vml::Error::from(err).exit_code(), 4);
 }
 
 #[test]
@@ -940,10 +946,7 @@ fn fetch_without_network_fails_clearly_with_exit_code_4() {
         !part_path(&f.dest("offline")).exists(),
         "no empty .part left behind"
     );
-    assert_eq!(
-        vml::Error::from(LoadError::from(err)).exit_code(),
-        vml::error::exit::MODEL
-    );
+    assert_eq!(vml::Error::from(err).exit_code(), vml::error::exit::MODEL);
 
     // A second URL is tried when the first fails.
     let mut c = card(

@@ -27,12 +27,13 @@ use data::Prefetch;
 pub use data::{mix_seed, read_rgb, Augment, Photos, SplitMix};
 
 use crate::device::parse_device;
+use crate::diffusion::schedule::linear_alphas_cumprod;
 use crate::error::{Error, Result};
 use crate::model::{UNet, UNetConfig};
+use crate::pipeline::signals;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
@@ -169,39 +170,13 @@ pub fn default_data_dir() -> PathBuf {
     cache.join("vml-filter").join("data").join("pack")
 }
 
-/// `ᾱ_t` of the linear schedule, t = 0 … 999, computed in f64.
-pub fn linear_alphas_cumprod() -> Vec<f64> {
-    let n = NUM_TIMESTEPS as usize;
-    let (b0, b1) = (1e-4, 0.02);
-    let mut acc = 1.0;
-    (0..n)
-        .map(|i| {
-            let beta = b0 + (b1 - b0) * i as f64 / (n - 1) as f64;
-            acc *= 1.0 - beta;
-            acc
-        })
-        .collect()
-}
-
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::SeqCst);
-}
-
-/// SIGINT/SIGTERM end the run after the current step, with a checkpoint. Replaces the
-/// binary's filter handlers for the duration of the run, and cancels their "SIGTERM when
-/// the parent dies": a training run is meant to outlive the shell that started it.
+/// SIGINT/SIGTERM end the run after the current step, with a checkpoint (the process's one
+/// signal flag, `pipeline::signals`; a second signal exits at once as everywhere else). A
+/// training run is meant to outlive the shell that started it, so the parent's death does
+/// not stop it.
 fn install_stop_handler() {
-    STOP.store(false, Ordering::SeqCst);
-    let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-    unsafe {
-        libc::signal(libc::SIGINT, handler);
-        libc::signal(libc::SIGTERM, handler);
-        #[cfg(target_os = "linux")]
-        libc::prctl(libc::PR_SET_PDEATHSIG, 0 as libc::c_ulong, 0, 0, 0);
-    }
+    signals::install();
+    signals::outlive_parent();
 }
 
 /// A network with its own variable store, variables listed in name order.
@@ -584,7 +559,7 @@ pub fn train(args: &TrainArgs) -> Result<TrainSummary> {
     } else {
         None
     };
-    let ab = Tensor::from_slice(&linear_alphas_cumprod())
+    let ab = Tensor::from_slice(&linear_alphas_cumprod(1e-4, 0.02, NUM_TIMESTEPS as usize))
         .to_kind(Kind::Float)
         .to_device(device);
     log::info!(
@@ -670,10 +645,7 @@ pub fn train(args: &TrainArgs) -> Result<TrainSummary> {
     };
 
     // 4. The loop.
-    while c.step < target
-        && start.elapsed().as_secs_f64() < budget_s
-        && !STOP.load(Ordering::SeqCst)
-    {
+    while c.step < target && start.elapsed().as_secs_f64() < budget_s && !signals::interrupted() {
         let d = loader.next_draw()?;
         let (x0, t, noise) = (
             d.x0.to_device(device),
@@ -734,7 +706,7 @@ pub fn train(args: &TrainArgs) -> Result<TrainSummary> {
     c.wall_s = wall0 + start.elapsed().as_secs_f64();
     summary.val_loss = checkpoint(&model, &ema, &adam, c, &mut val_log)?;
     summary.step = c.step;
-    if STOP.load(Ordering::SeqCst) {
+    if signals::interrupted() {
         return Err(Error::Interrupted);
     }
     Ok(summary)

@@ -16,21 +16,32 @@ pub struct VpSchedule {
     log_sigmas: Vec<f64>,
 }
 
-impl VpSchedule {
-    /// The schedule of a DDPM with `β_t` linear from `beta_start` to `beta_end` over `steps`
-    /// steps (guided-diffusion's `linear` schedule when steps = 1000).
-    pub fn linear(beta_start: f64, beta_end: f64, steps: usize) -> Self {
-        let mut alpha_bar = 1.0;
-        let mut sigmas = Vec::with_capacity(steps);
-        for i in 0..steps {
+/// `ᾱ_t = Π_{s ≤ t} (1 − β_s)` for `β_t` linear from `beta_start` to `beta_end` over `steps`
+/// steps, in f64: the one derivation of the DDPM schedule (sampling uses its σ, training
+/// its ᾱ).
+pub fn linear_alphas_cumprod(beta_start: f64, beta_end: f64, steps: usize) -> Vec<f64> {
+    let mut alpha_bar = 1.0;
+    (0..steps)
+        .map(|i| {
             let beta = if steps > 1 {
                 beta_start + (beta_end - beta_start) * i as f64 / (steps - 1) as f64
             } else {
                 beta_start
             };
             alpha_bar *= 1.0 - beta;
-            sigmas.push(((1.0 - alpha_bar) / alpha_bar).sqrt());
-        }
+            alpha_bar
+        })
+        .collect()
+}
+
+impl VpSchedule {
+    /// The schedule of a DDPM with `β_t` linear from `beta_start` to `beta_end` over `steps`
+    /// steps (guided-diffusion's `linear` schedule when steps = 1000).
+    pub fn linear(beta_start: f64, beta_end: f64, steps: usize) -> Self {
+        let sigmas = linear_alphas_cumprod(beta_start, beta_end, steps)
+            .into_iter()
+            .map(|ab| ((1.0 - ab) / ab).sqrt())
+            .collect();
         Self::from_sigmas(sigmas)
     }
 

@@ -95,3 +95,14 @@ pub fn install() {
         }
     }
 }
+
+/// For a run meant to outlive the shell that started it (`train`): no SIGTERM when the
+/// parent dies, and a parent's death is no longer taken for a second signal. SIGINT and
+/// SIGTERM still set the flag ([`install`] first).
+pub fn outlive_parent() {
+    PARENT.store(0, Ordering::SeqCst);
+    #[cfg(target_os = "linux")]
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, 0 as libc::c_ulong, 0, 0, 0);
+    }
+}
