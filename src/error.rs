@@ -31,7 +31,7 @@ pub enum Error {
     Model(crate::model::LoadError),
     /// A model name the registry does not know or cannot provide, a download that failed,
     /// a file that does not match its card: `model` errors too.
-    Registry(crate::registry::RegistryError),
+    Registry(Box<crate::registry::RegistryError>),
     /// The requested device does not exist or failed.
     Device(String),
     /// LibTorch could not allocate memory.
@@ -108,7 +108,7 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Model(e) => Some(e),
-            Error::Registry(e) => Some(e),
+            Error::Registry(e) => Some(e.as_ref()),
             Error::Operator(e) => Some(e),
             Error::Io(e) => Some(e),
             Error::Torch(e) => Some(e),
@@ -127,7 +127,9 @@ impl From<crate::registry::RegistryError> for Error {
         match e {
             // One class per failure whichever layer passed it on.
             crate::registry::RegistryError::Load(e) => Error::Model(e),
-            e => Error::Registry(e),
+            // Boxed: the registry's messages carry lists of paths, and the error travels
+            // in every `Result` of the crate.
+            e => Error::Registry(Box::new(e)),
         }
     }
 }

@@ -595,6 +595,7 @@ mod schema {
         exit::MODEL,
         exit::DEVICE,
         exit::OUT_OF_MEMORY,
+        exit::INTERNAL,
         exit::INTERRUPTED,
     ];
 
@@ -638,6 +639,7 @@ mod schema {
                 crate::error::Error::Interrupted,
                 crate::error::Error::Io(std::io::Error::other("x")),
                 crate::error::Error::Torch(tch::TchError::Torch("x".into())),
+                crate::error::Error::Internal(String::new()),
             ];
             for e in &errors {
                 assert!(ERROR_CODES.contains(&e.code()), "{e}");

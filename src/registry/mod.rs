@@ -575,7 +575,7 @@ impl Registry {
         if looks_like_path(spec) {
             return Err(LoadError::NotFound(as_path.to_owned()).into());
         }
-        Err(self.unknown(spec).into())
+        Err(self.unknown(spec))
     }
 
     /// `weights` is a file, or `FILE#ENTRY` (kept as it is for the loader; the

@@ -504,7 +504,11 @@ mod option_tests {
         assert_eq!(e.exit_code(), crate::error::exit::USAGE);
         let m = e.to_string();
         assert!(m.contains("dps does not take the option iters"), "{m}");
-        assert!(m.contains("steps, dps_scale, clip_denoised"), "{m}");
+        // Named in alphabetical order.
+        assert!(
+            m.contains("its options: clip_denoised, dps_scale, steps"),
+            "{m}"
+        );
         let steps = SolverOptions {
             steps: Some(3),
             ..Default::default()

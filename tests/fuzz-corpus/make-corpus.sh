@@ -59,7 +59,7 @@ req() { # header-json-with-IMG-and-MASK-placeholders image [mask]
 req '{"vml":1,"task":{"kind":"sr","scale":2},"image":{"bytes":IMG},"options":{"method":"classical","seed":0}}' img-rgb8.png > proto-sr.bin
 req '{"vml":1,"task":{"kind":"inpaint"},"image":{"bytes":IMG},"mask":{"bytes":MASK},"options":{"method":"classical","format":"webp"}}' img-rgb8.png mask-box.png > proto-inpaint.bin
 req '{"vml":1,"task":{"kind":"deblur","kernel":"gaussian","sigma":1.5},"image":{"bytes":IMG},"options":{"sigma_y":0.01,"tile":0,"max_memory":"1G"}}' img-p6.ppm > proto-deblur.bin
-req '{"vml":1,"task":{"kind":"denoise","sigma":0.1},"image":{"bytes":IMG},"options":{"format":"tiff","steps":3,"iters":1}}' img-gray16.png > proto-denoise.bin
+req '{"vml":1,"task":{"kind":"denoise","sigma":0.1},"image":{"bytes":IMG},"options":{"format":"tiff","quality":"fast"}}' img-gray16.png > proto-denoise.bin
 req '{"vml":1,"task":{"kind":"colorize"},"image":{"bytes":IMG},"options":{"seed":3}}' img-baseline.jpg > proto-colorize.bin
 { req '{"vml":1,"task":{"kind":"sr","scale":4,"downsample":"bicubic"},"image":{"bytes":IMG}}' img-p5.pgm
   req '{"vml":1,"task":{"kind":"deblur","kernel":"motion","length":3,"angle":30},"image":{"bytes":IMG}}' img-lossless.webp
