@@ -228,6 +228,10 @@ fn every_method_runs_on_a_unet() {
         ("dps", few(4, None), 4, 4, 4),
         ("ddrm", few(4, None), 4, 4, 0),
         ("pigdm", few(4, None), 4, 4, 4),
+        ("diffpir", few(4, None), 4, 4, 0),
+        ("red-diff", few(4, None), 4, 4, 0),
+        // DAPS: 5 ODE forwards per level; `iters` is its Langevin steps.
+        ("daps", few(4, Some(2)), 4, 20, 0),
     ];
     for (method, o, steps, forwards, vjps) in cases {
         let solver = solvers::build(method.parse().unwrap(), &o).unwrap();

@@ -30,7 +30,8 @@ pub use report::Row;
 pub const DEFAULT_TASKS: &str =
     "sr:4,sr-bicubic:4,gauss:3,uniform:9,box,random:0.7,half,colorize,denoise:0.2";
 /// Every method at its default settings.
-pub const DEFAULT_METHODS: &str = "vml-map,vml-map-pre,dps,ddrm,pigdm,classical";
+pub const DEFAULT_METHODS: &str =
+    "vml-map,vml-map-pre,dps,ddrm,pigdm,diffpir,red-diff,daps,classical";
 
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {

@@ -128,7 +128,8 @@ impl IoArgs {
 /// How to restore; also the defaults of requests in protocol and serve modes.
 #[derive(Args, Debug, Clone, Default)]
 pub struct SolveArgs {
-    /// Restoration method: vml-map, vml-map-pre, dps, ddrm, pigdm, classical.
+    /// Restoration method: vml-map, vml-map-pre, dps, ddrm, pigdm, diffpir, red-diff, daps,
+    /// classical.
     #[arg(long, value_name = "NAME")]
     pub method: Option<Method>,
     /// Model name or checkpoint path (`FILE#ENTRY` picks one state dict of a file holding

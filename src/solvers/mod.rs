@@ -1,11 +1,14 @@
 //! Restoration algorithms over a `Denoiser` and an `Operator`: VML-MAP, preconditioned
-//! VML-MAP, and the baselines DPS, DDRM and ΠGDM. The algorithms as implemented, with every
+//! VML-MAP, and the baselines DPS, DDRM, ΠGDM, DiffPIR, RED-diff and DAPS. The algorithms as implemented, with every
 //! option and its default, are described in docs/algorithm.md.
 
 pub mod classical;
+pub mod daps;
 pub mod ddrm;
+pub mod diffpir;
 pub mod dps;
 pub mod pigdm;
+pub mod red_diff;
 pub mod vml_map;
 
 use crate::diffusion::Denoiser;
@@ -99,12 +102,15 @@ pub struct SolverOptions {
     /// A preset budget (steps, iterations) of the chosen method; the fields set here
     /// override it. Default: the method's defaults, which are the `normal` preset.
     pub quality: Option<Quality>,
-    /// Number of reverse diffusion steps N. Defaults: vml-map 50, dps 1000, ddrm 20, pigdm 100.
+    /// Number of reverse diffusion steps N. Defaults: vml-map 50, dps 1000, ddrm 20, pigdm 100,
+    /// diffpir 100, red-diff 50 (Adam steps), daps 200 (annealing levels).
     pub steps: Option<usize>,
-    /// Inner iterations K per step (VML-MAP). Default 3.
+    /// Inner iterations K per step: VML-MAP (default 3), DAPS's Langevin steps per level
+    /// (default 100).
     pub iters: Option<usize>,
     /// VML-MAP step size γ, relative to the σ_y-aware scale `(1/s_i² + 1/σ_i²)⁻¹`
-    /// (docs/algorithm.md). Default 2 (vml-map), 1 (vml-map-pre).
+    /// (docs/algorithm.md; default 2 for vml-map, 1 for vml-map-pre); RED-diff's Adam learning
+    /// rate (default 0.1); DAPS's first Langevin step size (default 1e-4).
     pub step_size: Option<f64>,
     /// VML-MAP cap κ on the prior's share of a step: along directions the measurement does
     /// not see, a step moves x at most κ of the way to D(x) (γ is lowered where it would move
@@ -118,24 +124,38 @@ pub struct SolverOptions {
     pub renoise: Option<Renoise>,
     /// VML-MAP initialisation. Default pinv.
     pub init: Option<Init>,
-    /// Smallest σ of the Karras schedule (VML-MAP). Default: the denoiser's σ_min.
+    /// Smallest σ of the Karras schedule: VML-MAP (default: the denoiser's σ_min), DAPS's
+    /// annealing (default 0.1).
     pub sigma_min: Option<f64>,
-    /// Largest σ of the Karras schedule (VML-MAP). Default: min(10, the denoiser's σ_max)
-    /// for vml-map, the denoiser's σ_max for vml-map-pre.
+    /// Largest σ of the Karras schedule: VML-MAP (default: min(10, the denoiser's σ_max) for
+    /// vml-map, the denoiser's σ_max for vml-map-pre), DAPS (min(100, the denoiser's σ_max)).
     pub sigma_max: Option<f64>,
-    /// Karras ρ. Default 7.
+    /// Karras ρ (VML-MAP, DAPS). Default 7.
     pub rho: Option<f64>,
     /// DPS guidance scale ζ (step `ζ / ‖y − H x̂0‖`). Default 0.3 (`dps::Dps::DEFAULT_SCALE`).
     pub dps_scale: Option<f64>,
-    /// Stochasticity η: DDRM (default 0.85) and ΠGDM's DDIM sampler (default 1).
+    /// Stochasticity η: DDRM (default 0.85), ΠGDM's DDIM sampler (default 1) and DiffPIR's
+    /// re-noising (default 0).
     pub eta: Option<f64>,
     /// DDRM η_b. Default 1.
     pub eta_b: Option<f64>,
     /// DDRM: singular values below this count as zero (null space). Default 3e-2.
     pub svd_cutoff: Option<f64>,
     /// Clamp x̂0 to [-1, 1] inside the steps: VML-MAP (the x̂0 each level re-noises from;
-    /// default true), DPS (default true, as its reference code) and ΠGDM (default false).
+    /// default true), DPS (default true, as its reference code), ΠGDM (default false) and
+    /// DiffPIR (before the data step; default true).
     pub clip_denoised: Option<bool>,
+    /// λ: DiffPIR's prior weight in ρ_t = λ σ_n²/σ_t² (default 1); RED-diff's regulariser
+    /// weight (default 0.25).
+    pub lambda: Option<f64>,
+    /// DiffPIR ζ, the share of fresh noise when re-noising. Default 0.1.
+    pub zeta: Option<f64>,
+    /// DAPS: Euler steps of the probability-flow ODE per annealing level. Default 5.
+    pub ode_steps: Option<usize>,
+    /// DAPS data-fitting scale τ (the Langevin target's `‖y − Hx‖²/τ²`). Default 0.01.
+    pub tau: Option<f64>,
+    /// DAPS: the last level's Langevin step size relative to the first. Default 0.01.
+    pub lr_min_ratio: Option<f64>,
 }
 
 impl SolverOptions {
@@ -233,17 +253,23 @@ pub enum Method {
     Dps,
     Ddrm,
     Pigdm,
+    Diffpir,
+    RedDiff,
+    Daps,
     Classical,
 }
 
 impl Method {
     /// Every method, in the order the CLI lists them.
-    pub const ALL: [Method; 6] = [
+    pub const ALL: [Method; 9] = [
         Method::VmlMap,
         Method::VmlMapPre,
         Method::Dps,
         Method::Ddrm,
         Method::Pigdm,
+        Method::Diffpir,
+        Method::RedDiff,
+        Method::Daps,
         Method::Classical,
     ];
 
@@ -254,6 +280,9 @@ impl Method {
             Method::Dps => "dps",
             Method::Ddrm => "ddrm",
             Method::Pigdm => "pigdm",
+            Method::Diffpir => "diffpir",
+            Method::RedDiff => "red-diff",
+            Method::Daps => "daps",
             Method::Classical => "classical",
         }
     }
@@ -312,6 +341,15 @@ pub fn build(method: Method, opts: &SolverOptions) -> Result<Box<dyn Solver>> {
             let classical::Options {} = opts.typed(method, |_| classical::Options {})?;
             Box::new(classical::Classical)
         }
+        Method::Diffpir => Box::new(diffpir::Diffpir::new(
+            &opts.typed(method, diffpir::Options::preset)?,
+        )?),
+        Method::RedDiff => Box::new(red_diff::RedDiff::new(
+            &opts.typed(method, red_diff::Options::preset)?,
+        )?),
+        Method::Daps => Box::new(daps::Daps::new(
+            &opts.typed(method, daps::Options::preset)?,
+        )?),
     })
 }
 
@@ -482,7 +520,9 @@ mod method_tests {
         }
         let err = "vml".parse::<Method>().unwrap_err();
         assert!(
-            err.contains("vml-map, vml-map-pre, dps, ddrm, pigdm, classical"),
+            err.contains(
+                "vml-map, vml-map-pre, dps, ddrm, pigdm, diffpir, red-diff, daps, classical"
+            ),
             "{err}"
         );
         assert_eq!(Method::default(), Method::VmlMap);

@@ -21,10 +21,10 @@ impl Mat {
     fn t(&self) -> Tensor {
         Tensor::from_slice(&self.data).reshape(self.shape.as_slice())
     }
-    /// On the device of `like`: operators compute where their argument is, as the
-    /// production ones do.
+    /// On the device and in the kind of `like`: operators compute where and in the precision
+    /// their argument is, as the production ones do.
     fn on(&self, like: &Tensor) -> Tensor {
-        self.t().to_device(like.device())
+        self.t().to_device(like.device()).to_kind(like.kind())
     }
 }
 

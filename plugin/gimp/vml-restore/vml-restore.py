@@ -54,6 +54,9 @@ METHODS = [
     ('dps', 'DPS', 'Diffusion posterior sampling'),
     ('ddrm', 'DDRM', 'Denoising diffusion restoration models'),
     ('pigdm', 'PiGDM', 'Pseudo-inverse guided diffusion'),
+    ('diffpir', 'DiffPIR', 'Plug-and-play diffusion with a data proximal step'),
+    ('red-diff', 'RED-diff', 'Regularisation by denoising diffusion (Adam on the image)'),
+    ('daps', 'DAPS', 'Decoupled annealing posterior sampling (Steps = annealing levels)'),
     ('classical', 'Classical (no network)', 'Fast classical restoration, no model needed'),
 ]
 QUALITY = [
