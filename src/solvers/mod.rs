@@ -162,6 +162,53 @@ impl SolverOptions {
     /// The share of these settings that `method` takes, typed, laid over `method`'s preset
     /// for `self.quality`. A set field that `T` does not have is a usage error naming the
     /// field and the ones `method` takes.
+    /// The first float setting that is NaN or infinite. Destructured without `..`, so a new
+    /// field must be sorted here.
+    fn non_finite(&self) -> Option<&'static str> {
+        let SolverOptions {
+            quality: _,
+            steps: _,
+            iters: _,
+            step_size,
+            prior_step_cap,
+            sigma_y_floor,
+            renoise: _,
+            init: _,
+            sigma_min,
+            sigma_max,
+            rho,
+            dps_scale,
+            eta,
+            eta_b,
+            svd_cutoff,
+            clip_denoised: _,
+            lambda,
+            zeta,
+            ode_steps: _,
+            tau,
+            lr_min_ratio,
+        } = self;
+        [
+            ("step_size", step_size),
+            ("prior_step_cap", prior_step_cap),
+            ("sigma_y_floor", sigma_y_floor),
+            ("sigma_min", sigma_min),
+            ("sigma_max", sigma_max),
+            ("rho", rho),
+            ("dps_scale", dps_scale),
+            ("eta", eta),
+            ("eta_b", eta_b),
+            ("svd_cutoff", svd_cutoff),
+            ("lambda", lambda),
+            ("zeta", zeta),
+            ("tau", tau),
+            ("lr_min_ratio", lr_min_ratio),
+        ]
+        .into_iter()
+        .find(|(_, v)| v.is_some_and(|v| !v.is_finite()))
+        .map(|(k, _)| k)
+    }
+
     fn typed<T: serde::de::DeserializeOwned + Serialize>(
         &self,
         method: Method,
@@ -179,6 +226,11 @@ impl SolverOptions {
             serde_json::Value::Object(m) => m.into_iter().map(|(k, _)| k).collect(),
             _ => Vec::new(),
         };
+        // JSON has no NaN or infinity (serde writes null), so a non-finite number would
+        // pass as "not set" below: refuse it by name first.
+        if let Some(k) = self.non_finite() {
+            return Err(Error::Usage(format!("{k} must be a finite number")));
+        }
         let mut own = set_fields(to_value(self)?);
         own.remove("quality");
         if let Some(k) = own.keys().find(|k| !takes.contains(k)) {
