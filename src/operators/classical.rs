@@ -54,6 +54,7 @@ pub fn restore(op: &dyn Operator, y: &Tensor, sigma_y: f64) -> Tensor {
             bicubic_upsample(y, h, w)
         }
         Estimate::Wiener { sigma } => wiener(op, y, sigma),
+        Estimate::Given(x) => x,
     }
 }
 
@@ -68,6 +69,9 @@ pub enum Estimate {
     Bicubic,
     /// The Wiener filter with a gradient prior for noise of standard deviation `sigma`.
     Wiener { sigma: f64 },
+    /// An estimate the operator made itself (JPEG after another operator: that
+    /// operator's estimate from the decoded image).
+    Given(Tensor),
 }
 
 /// Bicubic interpolation of `y` to `h×w` (half-pixel centres).

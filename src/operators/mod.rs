@@ -23,6 +23,7 @@ pub mod classical;
 pub mod colorize;
 pub mod denoise;
 pub mod inpaint;
+pub mod jpeg;
 pub mod separable;
 pub mod sr;
 
@@ -65,7 +66,10 @@ pub trait Svd: Send + Sync {
     fn singular_values(&self) -> Tensor;
 }
 
-/// A linear operator `H` built for one image shape.
+/// A measurement operator `H` built for one image shape: linear (every operator but JPEG)
+/// or not (`is_linear`). Solvers reach `H` only through `forward` and `vjp` unless they
+/// need it linear (its SVD, `pinv` as the exact pseudo-inverse); those check `is_linear`
+/// (`solvers::require_linear`, `solvers::require_svd`) and refuse the others.
 pub trait Operator: Send + Sync {
     /// Short description for logs.
     fn name(&self) -> String;
@@ -75,10 +79,31 @@ pub trait Operator: Send + Sync {
     fn y_shape(&self) -> [i64; 3];
     /// `H x`.
     fn forward(&self, x: &Tensor) -> Tensor;
-    /// `Hᵀ y`.
+    /// `Hᵀ y`. A nonlinear operator gives the transpose of the Jacobian its gradients use
+    /// when that is the same at every `x` (JPEG's straight-through linearisation).
     fn adjoint(&self, y: &Tensor) -> Tensor;
-    /// Moore–Penrose pseudo-inverse `H⁺ y`.
+    /// Moore–Penrose pseudo-inverse `H⁺ y`. A nonlinear operator gives an `x` with
+    /// `H x ≈ y` instead, where to start a solver (JPEG: the decoded image).
     fn pinv(&self, y: &Tensor) -> Tensor;
+    /// Whether `H` is linear, so that `adjoint`, `pinv` and `svd` mean what they say.
+    fn is_linear(&self) -> bool {
+        true
+    }
+    /// `H x` as autograd should see it (DPS differentiates through it): `forward` for a
+    /// linear operator, a differentiable surrogate for a nonlinear one.
+    fn forward_surrogate(&self, x: &Tensor) -> Tensor {
+        self.forward(x)
+    }
+    /// `J(x)ᵀ g`, the vector-Jacobian product of `H` at `x`: `Hᵀ g` for a linear operator
+    /// (whatever `x`), autograd through `forward_surrogate` for a nonlinear one.
+    fn vjp(&self, _x: &Tensor, g: &Tensor) -> Tensor {
+        self.adjoint(g)
+    }
+    /// `‖J‖²` of a nonlinear operator's gradients, when it knows it better than power
+    /// iteration on `forward` and `adjoint` would (`norm_squared`).
+    fn gain_squared(&self) -> Option<f64> {
+        None
+    }
     /// The SVD, when the operator has a cheap one.
     fn svd(&self) -> Option<&dyn Svd> {
         None
@@ -184,6 +209,9 @@ pub fn damped_pinv(op: &dyn Operator, y: &Tensor, sigma: f64) -> Tensor {
 /// with unit gain and denoising, 1/s² for s×s average pooling, 1/3 for colorization. From
 /// the singular values when the operator has an SVD, else by power iteration.
 pub fn norm_squared(op: &dyn Operator) -> f64 {
+    if let Some(g) = op.gain_squared() {
+        return g;
+    }
     if let Some(svd) = op.svd() {
         let s = svd.singular_values();
         if s.numel() > 0 {
@@ -191,14 +219,27 @@ pub fn norm_squared(op: &dyn Operator) -> f64 {
             return top * top;
         }
     }
-    let [c, h, w] = op.x_shape();
+    let f = |x: &Tensor| op.forward(x);
+    let b = |y: &Tensor| op.adjoint(y);
+    power_iteration(&f, &b, op.x_shape(), op.y_shape())
+}
+
+/// The largest eigenvalue of `BF` for a linear `F` (image `x_shape` → `y_shape`) and its
+/// transpose `B`, by 50 steps of power iteration.
+pub(crate) fn power_iteration(
+    forward: &dyn Fn(&Tensor) -> Tensor,
+    adjoint: &dyn Fn(&Tensor) -> Tensor,
+    x_shape: [i64; 3],
+    y_shape: [i64; 3],
+) -> f64 {
+    let [c, h, w] = x_shape;
     // Start from Hᵀ1, the top direction of masks, pooling, colorization and unit-gain
     // blurs (a random start converges slowly when the top eigenvalues cluster, as a mild
     // blur's do), plus a little noise so no direction is missed.
-    let [yc, yh, yw] = op.y_shape();
+    let [yc, yh, yw] = y_shape;
     let ones = Tensor::ones([1, yc, yh, yw], (Kind::Float, Device::Cpu));
     let noise = gaussian_noise(&[1, c, h, w], 0).to_kind(Kind::Float);
-    let mut x = op.adjoint(&ones) + noise * 1e-3;
+    let mut x = adjoint(&ones) + noise * 1e-3;
     let mut lambda = 0.0;
     for _ in 0..50 {
         let norm = x.norm().double_value(&[]);
@@ -208,9 +249,9 @@ pub fn norm_squared(op: &dyn Operator) -> f64 {
         x /= norm;
         // The Rayleigh quotient ‖Hx‖² converges twice as fast as ‖HᵀHx‖ when the top
         // eigenvalues are close (a smooth blur's low frequencies).
-        let hx = op.forward(&x);
+        let hx = forward(&x);
         lambda = hx.square().sum(Kind::Double).double_value(&[]);
-        x = op.adjoint(&hx);
+        x = adjoint(&hx);
     }
     lambda
 }

@@ -120,7 +120,7 @@ impl Solver for Dps {
             }
             count.forwards += 1;
             // ‖y − H x̂0‖ per image, summed: the gradient of each image's norm.
-            let resid = &y - op.forward(&x0);
+            let resid = &y - op.forward_surrogate(&x0);
             let norm = resid
                 .reshape([n, -1])
                 .square()

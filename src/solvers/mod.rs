@@ -524,11 +524,25 @@ impl Counter {
     }
 }
 
+/// The usage error a method that needs a linear operator (its SVD or exact pseudo-inverse)
+/// gives for a nonlinear one (JPEG).
+pub(crate) fn require_linear(op: &dyn Operator, method: &str) -> crate::Result<()> {
+    if op.is_linear() {
+        Ok(())
+    } else {
+        Err(crate::Error::Usage(format!(
+            "{method} needs a linear operator; {} is not linear (use vml-map, dps or classical)",
+            op.name()
+        )))
+    }
+}
+
 /// The operator's SVD, or the usage error every SVD-based method gives without one.
 pub(crate) fn require_svd<'a>(
     op: &'a dyn Operator,
     method: &str,
 ) -> crate::Result<&'a dyn crate::operators::Svd> {
+    require_linear(op, method)?;
     op.svd().ok_or_else(|| {
         crate::Error::Usage(format!(
             "{method} needs an operator with an SVD; {} has none",

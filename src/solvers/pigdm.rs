@@ -96,6 +96,8 @@ impl Solver for Pigdm {
         let n = check_problem(problem)?;
         let op = problem.op;
         let sy = problem.sigma_y;
+        // Its guidance is H⁺ (σ_y = 0) or the SVD: both need a linear H.
+        super::require_linear(op, "pigdm")?;
         let svd = if sy > 0.0 {
             Some(super::require_svd(op, "pigdm with σ_y > 0")?)
         } else {

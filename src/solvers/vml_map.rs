@@ -266,7 +266,8 @@ impl Solver for VmlMap {
             for _ in 0..self.iters {
                 let xi = &x;
                 let (_, jtg) = denoise_vjp(denoiser, xi, sigma, |d| {
-                    (d - xi) * a + op.adjoint(&(&y - op.forward(d))) * b
+                    // Hᵀ(y − H D) for a linear H; J_H(D)ᵀ(y − H D) for JPEG.
+                    (d - xi) * a + op.vjp(d, &(&y - op.forward(d))) * b
                 })?;
                 count.forwards += 1;
                 count.vjps += 1;
