@@ -24,6 +24,7 @@ pub mod colorize;
 pub mod denoise;
 pub mod inpaint;
 pub mod jpeg;
+pub mod noise;
 pub mod separable;
 pub mod sr;
 

@@ -119,12 +119,15 @@ impl Solver for Dps {
                 x0 = x0.clamp(-1.0, 1.0);
             }
             count.forwards += 1;
-            // ‖y − H x̂0‖ per image, summed: the gradient of each image's norm.
+            // ‖y − H x̂0‖ per image, summed: the gradient of each image's norm. A residual
+            // of exactly zero (a JPEG result that re-compresses to y) has no gradient
+            // rather than NaN's: the floor 1e-30 under the root is far below any other.
             let resid = &y - op.forward_surrogate(&x0);
             let norm = resid
                 .reshape([n, -1])
                 .square()
                 .sum_dim_intlist(1, false, Kind::Float)
+                .clamp_min(1e-30)
                 .sqrt()
                 .sum(Kind::Float);
             let grad = Tensor::f_run_backward(&[norm], &[&x_req], false, false)?
