@@ -1,7 +1,8 @@
 //! Deterministic, bounded mutation fuzzing of the code that reads hostile bytes: the image
 //! and mask decoder behind the input limits (`io::decode`), the protocol's header parser
 //! and framing (`protocol::*`, and `serve::serve` over whole mutated streams), and the
-//! `--deblur` spec and kernel-file parser; plus a few whole-binary runs.
+//! `--deblur` spec and kernel-file parser, the JPEG marker reader (`io::jpeg`); plus a
+//! few whole-binary runs.
 //!
 //! A plain integration test, no fuzzing tool needed: a seeded PRNG (splitmix64) mutates the
 //! committed seed corpus in `tests/fuzz-corpus/` (made by its `make-corpus.sh`) with bit
@@ -1087,4 +1088,55 @@ fn fuzz_checkpoint_reader() {
     );
     findings.assert_none(execs);
     assert!(peak < 4 << 30, "peak RSS {} MiB", peak >> 20);
+}
+
+// ---------------------------------------------------------------------------------------
+// Target 5: the JPEG marker reader behind `--jpeg auto` (`io::jpeg::read_tables`), and the
+// JPEG operator built from what it accepts.
+
+#[test]
+fn fuzz_jpeg_marker_reader() {
+    use vml::io::jpeg::read_tables;
+    use vml::operators::{jpeg::Jpeg, Operator};
+    let seeds: Vec<Vec<u8>> = corpus(&["jpeg-", "img-baseline.jpg", "img-444.jpg"])
+        .into_iter()
+        .map(|(_, b)| b)
+        .collect();
+    tch::set_num_threads(1);
+    let mut findings = Findings::new("jpeg-markers");
+    let mut rng = seed(6);
+    let execs = budget(4000);
+    let x = tch::Tensor::linspace(-1.0, 1.0, 3 * 16 * 24, (tch::Kind::Float, tch::Device::Cpu))
+        .view([1, 3, 16, 24]);
+    let (mut read, mut ran) = (0usize, 0usize);
+    for k in 0..execs {
+        let input = mutate(&mut rng, &seeds[k % seeds.len()], &seeds);
+        findings.exec(&input, || {
+            let Ok(t) = read_tables(&input) else {
+                return Ok(());
+            };
+            read += 1;
+            let n = t.components.len();
+            if n != 1 && n != 3 {
+                return Err(format!("{n} components accepted"));
+            }
+            if t.components.iter().any(|c| c.quant.contains(&0)) {
+                return Err("a zero quantisation step accepted".into());
+            }
+            if t.width == 0 || t.height == 0 {
+                return Err(format!("size {}×{} accepted", t.width, t.height));
+            }
+            // What the reader accepts, the operator must take, and give pixels in range.
+            let op = Jpeg::new(&t, [3, 16, 24], None).map_err(|e| format!("operator: {e}"))?;
+            let y = op.forward(&x);
+            let (lo, hi) = (y.min().double_value(&[]), y.max().double_value(&[]));
+            if !(lo >= -1.0 && hi <= 1.0) {
+                return Err(format!("round trip left [-1, 1]: {lo}..{hi}"));
+            }
+            ran += 1;
+            Ok(())
+        });
+    }
+    println!("fuzz jpeg-markers: {read} of {execs} mutated files read, {ran} round trips");
+    findings.assert_none(execs);
 }

@@ -67,6 +67,15 @@ req '{"vml":1,"task":{"kind":"colorize"},"image":{"bytes":IMG},"options":{"seed"
 } > proto-three.bin
 ls -l img-* mask-* proto-* | awk '{s+=$5} END {print NR " files, " s " bytes"}'
 
+# JPEG files for the marker reader (`io::jpeg::read_tables`): every layout it accepts.
+rm -f jpeg-*
+c -strip -quality 30 -sampling-factor 4:2:0 jpeg-420.jpg
+c -strip -quality 60 -sampling-factor 4:2:2 jpeg-422.jpg
+c -strip -quality 90 -sampling-factor 4:4:4 jpeg-444.jpg
+c -strip -quality 50 -interlace JPEG jpeg-progressive.jpg
+c -strip -quality 50 -colorspace gray jpeg-gray.jpg
+c -strip -quality 50 -define jpeg:restart-interval=1 jpeg-restart.jpg
+
 # Blur kernels for `--deblur kernel:FILE`: text (rows of numbers, comments, commas) and an image.
 printf '# a 3x3 kernel\n1 2 1\n2 4 2\n1 2 1\n' > kernel-3x3.txt
 printf '0, 0.1, 0\n0.1, 0.6, 0.1 # centre\n0, 0.1, 0\n\n' > kernel-commas.txt
