@@ -73,6 +73,17 @@ pub enum Task {
         #[schemars(range(min = 0.0, max = 1.0))]
         sigma: f64,
     },
+    /// Undo JPEG compression, after the degradation `inner` when given (`--sr 2 --jpeg
+    /// auto`: a JPEG of a low-resolution image). `quality` names libjpeg's standard tables
+    /// at that quality (1–100, 4:2:0 chroma); absent, the tables and chroma sampling are
+    /// those of the input file, which must then be a JPEG.
+    Jpeg {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(range(min = 1, max = 100))]
+        quality: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        inner: Option<Box<Task>>,
+    },
     /// Recover colour from a gray image (gray = mean of R, G, B).
     Colorize,
 }
@@ -86,7 +97,23 @@ impl Task {
             Task::Deblur(_) => "deblur".into(),
             Task::Denoise { .. } => "denoise".into(),
             Task::Colorize => "colorize".into(),
+            Task::Jpeg { inner: None, .. } => "jpeg".into(),
+            Task::Jpeg { inner: Some(t), .. } => format!("{}-jpeg", t.label()),
         }
+    }
+
+    /// The degradation under the JPEG compression, if any: what decides the output size,
+    /// the mask's meaning and the image kept outside the mask. A plain `jpeg` is its own.
+    pub fn base(&self) -> &Task {
+        match self {
+            Task::Jpeg { inner: Some(t), .. } => t.base(),
+            t => t,
+        }
+    }
+
+    /// Whether the input's own JPEG tables are needed (`jpeg` without a quality).
+    pub fn needs_jpeg_tables(&self) -> bool {
+        matches!(self, Task::Jpeg { quality: None, .. })
     }
 }
 

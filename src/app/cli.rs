@@ -437,6 +437,8 @@ impl SolveArgs {
             precision: self.precision,
             seed: self.seed,
             sigma_y: self.sigma_y,
+            sigma_y_auto: false,
+            jpeg_tables: None,
             tile: self.tile,
             max_memory: self.max_memory.unwrap_or(pipeline::DEFAULT_MAX_MEMORY),
             solver: SolverOptions {

@@ -129,8 +129,44 @@ pub fn build(
     shape: [i64; 3],
     mask: Option<&Tensor>,
 ) -> Result<Box<dyn Operator>, OperatorError> {
+    build_with(task, shape, mask, None)
+}
+
+/// [`build`] with the tables of the input JPEG file, which `jpeg` without a quality needs.
+pub fn build_with(
+    task: &Task,
+    shape: [i64; 3],
+    mask: Option<&Tensor>,
+    jpeg: Option<&crate::io::jpeg::Tables>,
+) -> Result<Box<dyn Operator>, OperatorError> {
     check_shape(shape)?;
     Ok(match task {
+        Task::Jpeg { quality, inner } => {
+            let inner = match inner.as_deref() {
+                Some(Task::Jpeg { .. }) => {
+                    return Err(OperatorError::Invalid(
+                        "JPEG of a JPEG is not modelled".into(),
+                    ))
+                }
+                Some(t) => Some(build_with(t, shape, mask, None)?),
+                None => None,
+            };
+            let standard;
+            let tables = match (quality, jpeg) {
+                (Some(q), _) => {
+                    standard = crate::io::jpeg::standard_tables(*q, 2, 2, 0, 0);
+                    &standard
+                }
+                (None, Some(t)) => t,
+                (None, None) => {
+                    return Err(OperatorError::Invalid(
+                        "JPEG 'auto' needs the input file's tables (the input must be a JPEG)"
+                            .into(),
+                    ))
+                }
+            };
+            Box::new(jpeg::Jpeg::new(tables, shape, inner)?)
+        }
         Task::Inpaint => Box::new(inpaint::Inpaint::new(
             shape,
             mask.ok_or(OperatorError::MissingMask)?,
@@ -153,6 +189,7 @@ pub fn x_shape_for(task: &Task, y_shape: [i64; 3]) -> Result<[i64; 3], OperatorE
             [c, h * s, w * s]
         }
         Task::Colorize => [3, h, w],
+        Task::Jpeg { inner: Some(t), .. } => x_shape_for(t, y_shape)?,
         _ => y_shape,
     })
 }

@@ -45,6 +45,10 @@ pub struct Settings {
     pub seed: u64,
     /// Measurement noise σ_y on the [-1, 1] scale.
     pub sigma_y: f64,
+    /// Estimate σ_y from the input instead (`--sigma-y auto`, `operators::noise`).
+    pub sigma_y_auto: bool,
+    /// The input file's JPEG tables, for `jpeg` without a quality ([`jpeg_tables`]).
+    pub jpeg_tables: Option<crate::io::jpeg::Tables>,
     /// `None`: whole image when the memory estimate fits `max_memory`, tiles otherwise;
     /// `Some(0)`: never tile; `Some(n)`: tiles of `n` output pixels.
     pub tile: Option<u32>,
@@ -62,6 +66,8 @@ impl Default for Settings {
             precision: Precision::Fp32,
             seed: 0,
             sigma_y: 0.0,
+            sigma_y_auto: false,
+            jpeg_tables: None,
             tile: None,
             max_memory: DEFAULT_MAX_MEMORY,
             solver: SolverOptions::default(),
@@ -242,6 +248,7 @@ pub fn restore_with(
 ) -> Result<Outcome> {
     let mask_plane = validate(task, image, mask, limits)?;
     let scale = sr_scale(task);
+    let jpeg = matches!(task, Task::Jpeg { .. });
     let (h, w) = (image.height as i64, image.width as i64);
     let (out_h, out_w) = (h * scale, w * scale);
 
@@ -252,6 +259,13 @@ pub fn restore_with(
         scale
     } else {
         NETWORK_MULTIPLE.max(scale)
+    };
+    // JPEG's block grid: tiles and padding in whole MCUs (at most 16 measurement pixels;
+    // both are powers of two, so the larger is a multiple of the other).
+    let multiple = if jpeg {
+        multiple.max(16 * scale)
+    } else {
+        multiple
     };
     let in_mult = multiple / scale;
     let (ph, pw) = (
@@ -274,7 +288,7 @@ pub fn restore_with(
             .iteration_bytes(th, tw)
             .unwrap_or_else(|| px.saturating_mul(tiles::FALLBACK_BYTES_PER_PIXEL))
     };
-    let plan = TilePlan::choose(
+    let mut plan = TilePlan::choose(
         pad_h,
         pad_w,
         scale,
@@ -283,13 +297,18 @@ pub fn restore_with(
         settings.max_memory,
         &estimate,
     );
+    if jpeg && !plan.is_whole() {
+        // Tile starts are multiples of the tile side less the overlap: whole MCUs too.
+        let g = 16 * scale;
+        plan.overlap = ((plan.overlap + g - 1) / g * g).min(plan.tile - g);
+    }
     log::info!(
         "restoring {w}×{h} → {out_w}×{out_h} with {} on {device:?}, {} (estimated peak {:.1} GiB)",
         settings.method,
         plan.describe(),
         estimate(plan.tile.min(pad_h), plan.tile.min(pad_w)) as f64 / (1u64 << 30) as f64
     );
-    let inpaint_mask = match (task, &mask_plane) {
+    let inpaint_mask = match (task.base(), &mask_plane) {
         // Padding is known (0 = keep), so the operator never asks to fill it.
         (Task::Inpaint, Some(m)) => {
             Some(
@@ -300,6 +319,11 @@ pub fn restore_with(
         _ => None,
     };
 
+    let sigma_y = if settings.sigma_y_auto {
+        estimate_noise(task, &x_in, mask_plane.as_ref())?
+    } else {
+        settings.sigma_y
+    };
     let tiles = plan.tiles();
     let ntiles = tiles.len();
     let acc = Tensor::zeros([1, 3, pad_h, pad_w], (Kind::Float, device));
@@ -316,6 +340,7 @@ pub fn restore_with(
                 .unwrap_or_else(|| DEFAULT_MODEL.into())
         }),
         tiles: ntiles,
+        sigma_y,
         ..Stats::default()
     };
     for (k, t) in tiles.iter().enumerate() {
@@ -333,12 +358,17 @@ pub fn restore_with(
             // Nothing to restore here: an inpainting operator with an empty mask is an error.
             xin.shallow_clone()
         } else {
-            let op = operators::build(task, [3, t.h, t.w], tmask.as_ref())?;
+            let op = operators::build_with(
+                task,
+                [3, t.h, t.w],
+                tmask.as_ref(),
+                settings.jpeg_tables.as_ref(),
+            )?;
             let y = measurement(op.as_ref(), &xin)?;
             let problem = Problem {
                 op: op.as_ref(),
                 y,
-                sigma_y: operators::measurement_sigma(op.as_ref(), settings.sigma_y)
+                sigma_y: operators::measurement_sigma(op.as_ref(), sigma_y)
                     .max(rounding_std(image)),
             };
             let mut last: Option<Progress> = None;
@@ -373,7 +403,7 @@ pub fn restore_with(
     if let Some(m) = mask_plane {
         let m = m.to_device(device).view([1, 1, out_h, out_w]);
         let base = base_image(task, &x_in, out_h, out_w);
-        let weight = if matches!(task, Task::Inpaint) {
+        let weight = if matches!(task.base(), Task::Inpaint) {
             m
         } else {
             feather(&m, out_h.min(out_w))
@@ -383,7 +413,7 @@ pub fn restore_with(
     if progress(1.0, "encode") == Control::Stop {
         return Err(Error::Interrupted);
     }
-    let channels = if matches!(task, Task::Colorize) {
+    let channels = if matches!(task.base(), Task::Colorize) {
         3
     } else {
         image.channels
@@ -422,7 +452,7 @@ fn validate(
     )?;
     match mask {
         Some(m) => Ok(Some(mask_tensor(m, image, task)?)),
-        None if matches!(task, Task::Inpaint) => {
+        None if matches!(task.base(), Task::Inpaint) => {
             Err(Error::Operator(operators::OperatorError::MissingMask))
         }
         None => Ok(None),
@@ -445,7 +475,7 @@ pub fn degrade(
         )));
     }
     let (h, w) = (image.height as i64, image.width as i64);
-    let m = match (task, mask) {
+    let m = match (task.base(), mask) {
         (Task::Inpaint, Some(m)) => Some(mask_tensor(m, image, task)?),
         (Task::Inpaint, None) => {
             return Err(Error::Operator(operators::OperatorError::MissingMask))
@@ -453,6 +483,12 @@ pub fn degrade(
         _ => None,
     };
     let x = to_tensor(image);
+    if task.needs_jpeg_tables() {
+        return Err(Error::Usage(
+            "degrade makes JPEG measurements with standard tables: give --jpeg a quality 1–100"
+                .into(),
+        ));
+    }
     let op = operators::build(task, [3, h, w], m.as_ref())?;
     let y = tch::no_grad(|| {
         operators::measurement_to_image(&operators::degrade(&x, op.as_ref(), sigma_y, seed))
@@ -477,6 +513,17 @@ pub fn degrade(
 fn check_task(task: &Task) -> Result<()> {
     let bad = |m: String| Err(Error::Usage(m));
     match task {
+        Task::Jpeg {
+            quality: Some(q), ..
+        } if !(1..=100).contains(q) => bad(format!("JPEG quality must be 1–100, got {q}")),
+        Task::Jpeg { inner: Some(t), .. } => match t.as_ref() {
+            Task::Jpeg { .. } => bad("a JPEG of a JPEG is not modelled".into()),
+            Task::Colorize => bad(
+                "JPEG after colorization is not modelled (gray JPEG files are: use --jpeg alone)"
+                    .into(),
+            ),
+            t => check_task(t),
+        },
         Task::Sr { scale, .. } if !matches!(scale, 2 | 4 | 8) => {
             bad(format!("SR scale must be 2, 4 or 8, got {scale}"))
         }
@@ -516,8 +563,40 @@ fn check_task(task: &Task) -> Result<()> {
     }
 }
 
+/// The input file's JPEG tables when `task` needs them (`jpeg` without a quality), read
+/// from the file's bytes; a usage error when the input is not a JPEG or its tables cannot
+/// be used. `None` for every other task.
+pub fn jpeg_tables(task: &Task, bytes: &[u8]) -> Result<Option<crate::io::jpeg::Tables>> {
+    if !task.needs_jpeg_tables() {
+        return Ok(None);
+    }
+    if crate::io::sniff(bytes) != Some(crate::io::Format::Jpeg) {
+        return Err(Error::Usage(
+            "--jpeg auto reads the tables of a JPEG input; this input is not a JPEG (give a quality 1–100)"
+                .into(),
+        ));
+    }
+    crate::io::jpeg::read_tables(bytes)
+        .map(Some)
+        .map_err(|e| Error::Input(e.to_string()))
+}
+
+/// σ_y estimated from the measurement `x_in` (`operators::noise`), over the known pixels
+/// for inpainting; an input error when it is too small to tell.
+fn estimate_noise(task: &Task, x_in: &Tensor, mask: Option<&Tensor>) -> Result<f64> {
+    let keep = match (task.base(), mask) {
+        (Task::Inpaint, Some(m)) => Some(1.0 - m),
+        _ => None,
+    };
+    let s = operators::noise::estimate_sigma(x_in, keep.as_ref()).ok_or_else(|| {
+        Error::Input("the image is too small to estimate its noise (sigma-y auto)".into())
+    })?;
+    log::info!("estimated σ_y = {s:.4}");
+    Ok(s)
+}
+
 fn sr_scale(task: &Task) -> i64 {
-    match task {
+    match task.base() {
         Task::Sr { scale, .. } => i64::from(*scale),
         _ => 1,
     }
@@ -598,7 +677,7 @@ fn mask_tensor(mask: &Picture, image: &Picture, task: &Task) -> Result<Tensor> {
     let plane = mask.gray_plane();
     let (mh, mw) = (mask.height as i64, mask.width as i64);
     let mut t = Tensor::from_slice(&plane).view([mh, mw]);
-    if matches!(task, Task::Inpaint) {
+    if matches!(task.base(), Task::Inpaint) {
         t = t.ge(0.5).to_kind(Kind::Float);
         if t.sum(Kind::Float).double_value(&[]) == 0.0 {
             return Err(Error::Operator(operators::OperatorError::EmptyMask));
@@ -616,7 +695,7 @@ fn mask_tensor(mask: &Picture, image: &Picture, task: &Task) -> Result<Tensor> {
 /// What the output shows where the mask keeps the input: the input, brought to the output's
 /// size for SR (bicubic) and to gray in colour for colorization.
 fn base_image(task: &Task, x_in: &Tensor, out_h: i64, out_w: i64) -> Tensor {
-    match task {
+    match task.base() {
         Task::Sr { .. } => x_in
             .upsample_bicubic2d([out_h, out_w], false, None, None)
             .clamp(-1.0, 1.0),

@@ -138,6 +138,10 @@ pub struct Stats {
     /// Network forward passes and vector-Jacobian products, summed over tiles.
     pub forwards: usize,
     pub vjps: usize,
+    /// The measurement noise σ_y the solver was given before its own floors: the one
+    /// asked for, or the estimate of `--sigma-y auto`.
+    #[serde(default)]
+    pub sigma_y: f64,
     /// Wall-clock seconds of the request.
     #[schemars(range(min = 0.0))]
     pub seconds: f64,
