@@ -82,6 +82,40 @@ pub struct TaskArgs {
     /// Colour a gray image.
     #[arg(long)]
     pub colorize: bool,
+    #[command(flatten)]
+    pub jpeg: JpegArg,
+}
+
+/// `--jpeg`, apart from the task group because it combines with the other tasks.
+#[derive(Args, Debug, Clone, Default)]
+pub struct JpegArg {
+    /// Undo JPEG compression: `auto` with the input file's own tables, or a quality 1–100
+    /// (libjpeg's standard tables, 4:2:0). With --sr, --deblur or --inpaint: the JPEG of
+    /// that degradation's result.
+    #[arg(long, value_name = "auto|Q")]
+    pub jpeg: Option<String>,
+}
+
+/// `--sigma-y`: a value on the [-1, 1] scale, or `auto` (estimated from the input).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum SigmaArg {
+    Value(f64),
+    Auto,
+}
+
+impl Default for SigmaArg {
+    fn default() -> Self {
+        SigmaArg::Value(0.0)
+    }
+}
+
+fn parse_sigma_arg(s: &str) -> std::result::Result<SigmaArg, String> {
+    if s == "auto" {
+        return Ok(SigmaArg::Auto);
+    }
+    s.parse::<f64>()
+        .map(SigmaArg::Value)
+        .map_err(|_| format!("'{s}' is neither a number nor auto"))
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -159,9 +193,10 @@ pub struct SolveArgs {
     /// Random seed; the same seed on the same device gives the same output.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub seed: u64,
-    /// Measurement noise σ_y of the input on the [-1, 1] scale.
-    #[arg(long, value_name = "S", default_value_t = 0.0)]
-    pub sigma_y: f64,
+    /// Measurement noise σ_y of the input on the [-1, 1] scale, or `auto` to estimate it
+    /// from the input (patch PCA; the value used is logged and in the response's stats).
+    #[arg(long, value_name = "S|auto", default_value = "0", value_parser = parse_sigma_arg)]
+    pub sigma_y: SigmaArg,
     /// Tile side in output pixels (0 = never tile). Default: tile only when the memory
     /// estimate exceeds --max-memory.
     #[arg(long, value_name = "N")]
@@ -287,8 +322,31 @@ impl CommonArgs {
 }
 
 impl TaskArgs {
-    /// The task the flags name, `None` when none is given.
+    /// The task the flags name, `None` when none is given: `--jpeg` around the others.
     pub fn task(&self) -> Result<Option<Task>> {
+        let inner = self.base_task()?;
+        let Some(spec) = &self.jpeg.jpeg else {
+            return Ok(inner);
+        };
+        let quality = match spec.as_str() {
+            "auto" => None,
+            q => Some(
+                q.parse::<u32>()
+                    .ok()
+                    .filter(|q| (1..=100).contains(q))
+                    .ok_or_else(|| {
+                        Error::Usage(format!("--jpeg {q}: expected auto or a quality 1–100"))
+                    })?,
+            ),
+        };
+        Ok(Some(Task::Jpeg {
+            quality,
+            inner: inner.map(Box::new),
+        }))
+    }
+
+    /// The task of the flags other than `--jpeg`.
+    fn base_task(&self) -> Result<Option<Task>> {
         if let Some(scale) = self.sr {
             let downsample = match self.sr_mode {
                 SrMode::Avgpool => SrKind::Avgpool,
@@ -436,8 +494,11 @@ impl SolveArgs {
             device: self.device.clone(),
             precision: self.precision,
             seed: self.seed,
-            sigma_y: self.sigma_y,
-            sigma_y_auto: false,
+            sigma_y: match self.sigma_y {
+                SigmaArg::Value(v) => v,
+                SigmaArg::Auto => 0.0,
+            },
+            sigma_y_auto: self.sigma_y == SigmaArg::Auto,
             jpeg_tables: None,
             tile: self.tile,
             max_memory: self.max_memory.unwrap_or(pipeline::DEFAULT_MAX_MEMORY),
@@ -642,7 +703,7 @@ fn run_restore(args: &RestoreArgs, common: &CommonArgs, limits: &Limits) -> Resu
     }
     let task = task.ok_or_else(|| {
         Error::Usage(
-            "no task given: use one of --sr N, --inpaint --mask FILE, --deblur SPEC, --denoise S, --colorize \
+            "no task given: use one of --sr N, --inpaint --mask FILE, --deblur SPEC, --denoise S, --colorize, --jpeg auto|Q \
              (or send a protocol request; see --help)"
                 .into(),
         )
@@ -661,7 +722,8 @@ fn run_restore(args: &RestoreArgs, common: &CommonArgs, limits: &Limits) -> Resu
     let decoded = io::decode(&bytes, limits, "input image")?;
     let mask = read_mask(args.io.mask.as_deref(), limits)?;
     let format = format.unwrap_or(decoded.format);
-    let settings = args.solve.settings();
+    let mut settings = args.solve.settings();
+    settings.jpeg_tables = pipeline::jpeg_tables(&task, &bytes)?;
     let mut models = ModelCache::default();
     let outcome = pipeline::restore(
         &task,
@@ -691,7 +753,7 @@ fn run_restore(args: &RestoreArgs, common: &CommonArgs, limits: &Limits) -> Resu
 
 fn run_degrade(args: &DegradeArgs, limits: &Limits, reporter: &mut Reporter) -> Result<()> {
     let task = args.task.task()?.ok_or_else(|| {
-        Error::Usage("degrade needs a task: --sr N, --inpaint --mask FILE, --deblur SPEC, --denoise S or --colorize".into())
+        Error::Usage("degrade needs a task: --sr N, --inpaint --mask FILE, --deblur SPEC, --denoise S, --colorize or --jpeg Q".into())
     })?;
     let format = requested_format(args.io.format.as_deref(), args.io.output.as_deref())?;
     check_output_target(args.io.output.as_deref())?;

@@ -197,7 +197,8 @@ fn handle(
         ),
         None => None,
     };
-    let settings = settings_for(req, defaults)?;
+    let mut settings = settings_for(req, defaults)?;
+    settings.jpeg_tables = pipeline::jpeg_tables(&req.task, image)?;
     let format = match &req.options.format {
         Some(name) => Format::from_name(name).ok_or_else(|| {
             Error::Input(format!(
