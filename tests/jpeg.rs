@@ -361,3 +361,122 @@ fn vml_map_and_dps_restore_through_jpeg() {
     assert!(vml > decoded - 1.0, "vml-map {vml} vs decoded {decoded}");
     assert!(dps > decoded - 4.0, "dps {dps} vs decoded {decoded}");
 }
+
+/// The binary: `--jpeg auto` restores a JPEG with its own tables (classical: the decoded
+/// image), combines with `--sr`, and refuses what it cannot model with the documented
+/// exit codes, writing nothing.
+#[test]
+fn command_line_jpeg() {
+    let bin = env!("CARGO_BIN_EXE_vml-filter");
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str], out: &Path| {
+        std::process::Command::new(bin)
+            .args(args)
+            .arg("-o")
+            .arg(out)
+            .output()
+            .unwrap()
+    };
+    let q10 = fixture("q10-420.jpg");
+    let out = dir.path().join("a.png");
+    let r = run(
+        &[
+            "--jpeg",
+            "auto",
+            "--method",
+            "classical",
+            "-i",
+            q10.to_str().unwrap(),
+        ],
+        &out,
+    );
+    assert_eq!(
+        r.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    let got = {
+        let b = std::fs::read(&out).unwrap();
+        let p = io::decode(&b, &Limits::default(), "out").unwrap().picture;
+        Tensor::from_slice(&p.color) * 2.0 - 1.0
+    };
+    // The filter decodes with the image library's JPEG decoder, not libjpeg: its
+    // inverse DCT and chroma filter differ from libjpeg's by a level here and there.
+    let want = image("q10-420.png").reshape([-1]);
+    let d = ((got - want) * 127.5).abs();
+    let (max, mean) = (
+        d.max().double_value(&[]),
+        d.mean(Kind::Double).double_value(&[]),
+    );
+    println!(
+        "classical --jpeg auto against libjpeg's decoding: max {max:.1}, mean {mean:.3} levels"
+    );
+    assert!(mean < 1.0 && max < 16.0, "{max} {mean}");
+    let out = dir.path().join("b.png");
+    let r = run(
+        &[
+            "--sr",
+            "2",
+            "--jpeg",
+            "auto",
+            "--method",
+            "classical",
+            "-i",
+            q10.to_str().unwrap(),
+        ],
+        &out,
+    );
+    assert_eq!(
+        r.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    let b = std::fs::read(&out).unwrap();
+    let p = io::decode(&b, &Limits::default(), "out").unwrap().picture;
+    assert_eq!((p.width, p.height), (200, 150));
+    // A PNG has no tables; DDRM needs a linear operator; a 12-bit file is refused.
+    let twelve = dir.path().join("12.jpg");
+    let mut b = std::fs::read(&q10).unwrap();
+    let sof = b.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+    b[sof + 4] = 12;
+    std::fs::write(&twelve, &b).unwrap();
+    let orig = fixture("orig.png");
+    for (args, code) in [
+        (vec!["--jpeg", "auto", "-i", orig.to_str().unwrap()], 2),
+        (
+            vec![
+                "--jpeg",
+                "auto",
+                "--method",
+                "ddrm",
+                "-i",
+                q10.to_str().unwrap(),
+            ],
+            2,
+        ),
+        (vec!["--jpeg", "0", "-i", orig.to_str().unwrap()], 2),
+        (
+            vec![
+                "--jpeg",
+                "auto",
+                "--method",
+                "classical",
+                "-i",
+                twelve.to_str().unwrap(),
+            ],
+            3,
+        ),
+    ] {
+        let out = dir.path().join("refused.png");
+        let r = run(&args, &out);
+        assert_eq!(
+            r.status.code(),
+            Some(code),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&r.stderr)
+        );
+        assert!(!out.exists(), "{args:?} wrote an output");
+    }
+}
