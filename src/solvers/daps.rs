@@ -170,7 +170,7 @@ impl Daps {
         let opts = (x0hat.kind(), x0hat.device());
         let mut x = x0hat.shallow_clone();
         for _ in 0..self.iters {
-            let data = op.adjoint(&(op.forward(&x) - y)) * (-2.0 / (self.tau * self.tau));
+            let data = op.vjp(&x, &(op.forward(&x) - y)) * (-2.0 / (self.tau * self.tau));
             let prior = (x0hat - &x) / (sigma * sigma);
             x = &x + (data + prior) * lr + noise.normal(&size, opts) * (2.0 * lr).sqrt();
         }

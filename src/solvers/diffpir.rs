@@ -231,6 +231,8 @@ impl Solver for Diffpir {
     ) -> Result<Option<Tensor>> {
         let n = check_problem(problem)?;
         let op = problem.op;
+        // The data step is a linear least-squares solve.
+        super::require_linear(op, "diffpir")?;
         let y = problem.y.to_kind(Kind::Float);
         let size = x_size(problem, n);
         let opts = (Kind::Float, y.device());

@@ -119,7 +119,8 @@ pub fn loss_gradient(
     let size = mu.size();
     let n = size[0] as f64;
     let d = size[1..].iter().product::<i64>() as f64;
-    op.adjoint(&(op.forward(mu) - y)) / (n * measured as f64) + eps_diff * (weight / (n * d))
+    // The VJP is Hᵀ for a linear operator and goes through a nonlinear one (JPEG).
+    op.vjp(mu, &(op.forward(mu) - y)) / (n * measured as f64) + eps_diff * (weight / (n * d))
 }
 
 /// One Adam step (bias-corrected, step number `k` from 1) on `mu` in place.
