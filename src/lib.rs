@@ -14,6 +14,7 @@ pub mod device;
 pub mod diffusion;
 pub mod error;
 pub mod io;
+pub mod jpeg;
 pub mod metrics;
 pub mod model;
 pub mod operators;

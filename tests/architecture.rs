@@ -7,7 +7,7 @@ use std::path::Path;
 
 /// docs/architecture.md's layers, bottom first.
 const LAYERS: &[&[&str]] = &[
-    &["atomic", "rng", "metrics", "task"],
+    &["atomic", "rng", "metrics", "task", "jpeg"],
     &["model", "operators"],
     &["registry"],
     &["error", "device", "io"],

@@ -1,7 +1,7 @@
 //! Deterministic, bounded mutation fuzzing of the code that reads hostile bytes: the image
 //! and mask decoder behind the input limits (`io::decode`), the protocol's header parser
 //! and framing (`protocol::*`, and `serve::serve` over whole mutated streams), and the
-//! `--deblur` spec and kernel-file parser, the JPEG marker reader (`io::jpeg`); plus a
+//! `--deblur` spec and kernel-file parser, the JPEG marker reader (`jpeg`); plus a
 //! few whole-binary runs.
 //!
 //! A plain integration test, no fuzzing tool needed: a seeded PRNG (splitmix64) mutates the
@@ -1091,12 +1091,12 @@ fn fuzz_checkpoint_reader() {
 }
 
 // ---------------------------------------------------------------------------------------
-// Target 5: the JPEG marker reader behind `--jpeg auto` (`io::jpeg::read_tables`), and the
+// Target 5: the JPEG marker reader behind `--jpeg auto` (`jpeg::read_tables`), and the
 // JPEG operator built from what it accepts.
 
 #[test]
 fn fuzz_jpeg_marker_reader() {
-    use vml::io::jpeg::read_tables;
+    use vml::jpeg::read_tables;
     use vml::operators::{jpeg::Jpeg, Operator};
     let seeds: Vec<Vec<u8>> = corpus(&["jpeg-", "img-baseline.jpg", "img-444.jpg"])
         .into_iter()

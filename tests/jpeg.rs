@@ -1,4 +1,4 @@
-//! The JPEG operator (`operators::jpeg`) and the marker reader (`io::jpeg`) against files
+//! The JPEG operator (`operators::jpeg`) and the marker reader (`jpeg`) against files
 //! ImageMagick 6 (libjpeg-turbo) made from `tests/jpeg/orig.png` (`tests/jpeg/make.sh`):
 //! the exact round trip with a file's own tables applied to the original must give the
 //! pixels the library decodes from that file; the surrogate's gradients must match finite
@@ -7,8 +7,8 @@
 
 use std::path::{Path, PathBuf};
 use tch::{Kind, Tensor};
-use vml::io::jpeg::{read_tables, standard_tables, Tables};
 use vml::io::{self, Limits};
+use vml::jpeg::{read_tables, standard_tables, Tables};
 use vml::operators::jpeg::{Fdct, Jpeg, Surrogate};
 use vml::operators::Operator;
 

@@ -7,8 +7,6 @@
 //! with the alpha plane kept apart, so that the restoration never sees alpha and the encoder
 //! can put it back untouched.
 
-pub mod jpeg;
-
 use crate::error::{Error, Result};
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader};
 use std::io::{Cursor, Read, Write};

@@ -19,7 +19,7 @@
 //! It is the Jacobian of the straight-through surrogate used for gradients.
 
 use super::{classical, Host, Operator, OperatorError};
-use crate::io::jpeg::Tables;
+use crate::jpeg::Tables;
 use tch::{Kind, Tensor};
 
 /// How gradients go through the rounding of the DCT coefficients.
@@ -148,7 +148,7 @@ impl Codec {
     /// RMS error is about 0.16 and 0.12).
     pub fn error_std(&self) -> f64 {
         let q = &self.planes[0].quant.data;
-        let ms = crate::io::jpeg::ZIGZAG[..15]
+        let ms = crate::jpeg::ZIGZAG[..15]
             .iter()
             .map(|&k| q[k] * q[k] / 12.0)
             .sum::<f64>()

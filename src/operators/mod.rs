@@ -137,7 +137,7 @@ pub fn build_with(
     task: &Task,
     shape: [i64; 3],
     mask: Option<&Tensor>,
-    jpeg: Option<&crate::io::jpeg::Tables>,
+    jpeg: Option<&crate::jpeg::Tables>,
 ) -> Result<Box<dyn Operator>, OperatorError> {
     check_shape(shape)?;
     Ok(match task {
@@ -154,7 +154,7 @@ pub fn build_with(
             let standard;
             let tables = match (quality, jpeg) {
                 (Some(q), _) => {
-                    standard = crate::io::jpeg::standard_tables(*q, 2, 2, 0, 0);
+                    standard = crate::jpeg::standard_tables(*q, 2, 2, 0, 0);
                     &standard
                 }
                 (None, Some(t)) => t,

@@ -48,7 +48,7 @@ pub struct Settings {
     /// Estimate σ_y from the input instead (`--sigma-y auto`, `operators::noise`).
     pub sigma_y_auto: bool,
     /// The input file's JPEG tables, for `jpeg` without a quality ([`jpeg_tables`]).
-    pub jpeg_tables: Option<crate::io::jpeg::Tables>,
+    pub jpeg_tables: Option<crate::jpeg::Tables>,
     /// `None`: whole image when the memory estimate fits `max_memory`, tiles otherwise;
     /// `Some(0)`: never tile; `Some(n)`: tiles of `n` output pixels.
     pub tile: Option<u32>,
@@ -566,7 +566,7 @@ fn check_task(task: &Task) -> Result<()> {
 /// The input file's JPEG tables when `task` needs them (`jpeg` without a quality), read
 /// from the file's bytes; a usage error when the input is not a JPEG or its tables cannot
 /// be used. `None` for every other task.
-pub fn jpeg_tables(task: &Task, bytes: &[u8]) -> Result<Option<crate::io::jpeg::Tables>> {
+pub fn jpeg_tables(task: &Task, bytes: &[u8]) -> Result<Option<crate::jpeg::Tables>> {
     if !task.needs_jpeg_tables() {
         return Ok(None);
     }
@@ -576,7 +576,7 @@ pub fn jpeg_tables(task: &Task, bytes: &[u8]) -> Result<Option<crate::io::jpeg::
                 .into(),
         ));
     }
-    crate::io::jpeg::read_tables(bytes)
+    crate::jpeg::read_tables(bytes)
         .map(Some)
         .map_err(|e| Error::Input(e.to_string()))
 }

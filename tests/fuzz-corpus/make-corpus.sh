@@ -67,7 +67,7 @@ req '{"vml":1,"task":{"kind":"colorize"},"image":{"bytes":IMG},"options":{"seed"
 } > proto-three.bin
 ls -l img-* mask-* proto-* | awk '{s+=$5} END {print NR " files, " s " bytes"}'
 
-# JPEG files for the marker reader (`io::jpeg::read_tables`): every layout it accepts.
+# JPEG files for the marker reader (`jpeg::read_tables`): every layout it accepts.
 rm -f jpeg-*
 c -strip -quality 30 -sampling-factor 4:2:0 jpeg-420.jpg
 c -strip -quality 60 -sampling-factor 4:2:2 jpeg-422.jpg
