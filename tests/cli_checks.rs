@@ -336,10 +336,15 @@ fn icc_gray() -> Vec<u8> {
 fn stats_name_the_model() {
     let img = png(&rgb(32, 32));
     let req = |method: &str| {
+        // The classical estimate takes no solver settings (they would be a usage error).
+        let options = match method {
+            "classical" => serde_json::json!({"method": method, "device": "cpu"}),
+            _ => serde_json::json!({"method": method, "device": "cpu", "steps": 1, "iters": 1}),
+        };
         let header = serde_json::json!({
             "vml": 1,
             "task": {"kind": "denoise", "sigma": 0.1},
-            "options": {"method": method, "device": "cpu", "steps": 1, "iters": 1},
+            "options": options,
             "image": {"bytes": img.len()}
         });
         cli_common::request(&header, &img, None)

@@ -194,11 +194,15 @@ pub fn psnr8(a: &DynamicImage, b: &DynamicImage) -> f64 {
 
 /// Arguments of a restore by `method` with the shipped default model on the CPU, at a
 /// budget of `steps` × `iters`; the task and other options go before or after them.
-pub fn on_default_model<'a>(method: &'a str, steps: &'a str, iters: &'a str) -> [&'a str; 10] {
-    [
-        "--method", method, "--model", "default", "--device", "cpu", "--steps", steps, "--iters",
-        iters,
-    ]
+pub fn on_default_model<'a>(method: &'a str, steps: &'a str, iters: &'a str) -> Vec<&'a str> {
+    let mut a = vec![
+        "--method", method, "--model", "default", "--device", "cpu", "--steps", steps,
+    ];
+    // Only the methods with inner iterations take `--iters` (any other would refuse it).
+    if matches!(method, "vml-map" | "vml-map-pre" | "daps") {
+        a.extend(["--iters", iters]);
+    }
+    a
 }
 
 /// `‖a − b‖₂ / ‖b‖₂`, computed in double precision (network outputs against references).
