@@ -3,6 +3,7 @@
 //! Each layer has its own error type (`model::LoadError`, `operators::OperatorError`, …);
 //! they are gathered here so that the binary and the protocol can name a code for each.
 
+use crate::operators::OperatorError;
 use std::fmt;
 
 /// Exit codes, documented in docs/protocol.md. Stable: scripts depend on them.
@@ -53,7 +54,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Usage(_) => exit::USAGE,
+            Error::Usage(_) | Error::Operator(OperatorError::Task(_)) => exit::USAGE,
             Error::Input(_) | Error::Operator(_) => exit::BAD_INPUT,
             Error::Model(_) | Error::Registry(_) => exit::MODEL,
             Error::Device(_) => exit::DEVICE,
@@ -68,7 +69,7 @@ impl Error {
     /// Short machine-readable code for the protocol's `error.code`.
     pub fn code(&self) -> &'static str {
         match self {
-            Error::Usage(_) => "usage",
+            Error::Usage(_) | Error::Operator(OperatorError::Task(_)) => "usage",
             Error::Input(_) | Error::Operator(_) => "bad_input",
             Error::Model(_) | Error::Registry(_) => "model",
             Error::Device(_) => "device",
@@ -96,6 +97,7 @@ impl fmt::Display for Error {
             Error::Device(m) => write!(f, "device: {m}"),
             Error::OutOfMemory(m) => write!(f, "out of memory: {m}"),
             Error::Interrupted => write!(f, "interrupted"),
+            Error::Operator(e @ OperatorError::Task(_)) => write!(f, "usage: {e}"),
             Error::Operator(e) => write!(f, "bad input: {e}"),
             Error::Io(e) => write!(f, "i/o: {e}"),
             Error::Torch(e) => write!(f, "torch: {e}"),
@@ -131,6 +133,12 @@ impl From<crate::registry::RegistryError> for Error {
             // in every `Result` of the crate.
             e => Error::Registry(Box::new(e)),
         }
+    }
+}
+/// A task's parameters are the user's words (flags, request fields): a usage error.
+impl From<crate::task::TaskError> for Error {
+    fn from(e: crate::task::TaskError) -> Self {
+        Error::Usage(e.to_string())
     }
 }
 impl From<crate::operators::OperatorError> for Error {

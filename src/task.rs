@@ -117,6 +117,116 @@ impl Task {
     }
 }
 
+/// Why a task's own parameters cannot be used, in the words of its fields.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct TaskError(pub String);
+
+/// The super-resolution factors the operators model.
+pub const SR_SCALES: [u32; 3] = [2, 4, 8];
+
+/// Largest blur σ or motion length accepted, in pixels: far beyond any photo, small enough
+/// that building the kernel cannot exhaust memory.
+pub const MAX_BLUR_EXTENT: f64 = 1e4;
+
+impl Task {
+    /// The one check of a task's own parameters (ranges and combinations), whoever made
+    /// the task: the command line, a protocol request, a library caller; `operators::build`
+    /// runs it too. What also depends on the image (a kernel larger than it, a mask of
+    /// another size, a size the SR factor does not divide) is the operator's to refuse.
+    pub fn validate(&self) -> Result<(), TaskError> {
+        let bad = |m: String| Err(TaskError(m));
+        match self {
+            Task::Inpaint | Task::Colorize => Ok(()),
+            Task::Sr { scale, .. } if !SR_SCALES.contains(scale) => {
+                bad(format!("SR scale must be 2, 4 or 8, got {scale}"))
+            }
+            Task::Sr { .. } => Ok(()),
+            Task::Deblur(b) => b.validate(),
+            Task::Denoise { sigma } if !sigma.is_finite() || *sigma <= 0.0 => bad(format!(
+                "denoise sigma must be a finite number > 0, got {sigma}"
+            )),
+            // The whole pixel range is 2 wide; a σ above 1 is a value on another scale
+            // (0–255 is the common one), which would flatten the image, not denoise it.
+            Task::Denoise { sigma } if *sigma > 1.0 => bad(format!(
+                "denoise sigma {sigma} is too large: it is on the [-1, 1] pixel scale (at most \
+                 1); for {sigma} levels of 255 give {:.3}",
+                sigma / 127.5
+            )),
+            Task::Denoise { .. } => Ok(()),
+            Task::Jpeg {
+                quality: Some(q), ..
+            } if !(1..=100).contains(q) => bad(format!("JPEG quality must be 1–100, got {q}")),
+            Task::Jpeg { inner: None, .. } => Ok(()),
+            Task::Jpeg { inner: Some(t), .. } => match t.as_ref() {
+                Task::Jpeg { .. } => bad("a JPEG of a JPEG is not modelled".into()),
+                Task::Colorize => bad(
+                    "JPEG after colorization is not modelled (gray JPEG files are: use --jpeg \
+                     alone)"
+                        .into(),
+                ),
+                t => t.validate(),
+            },
+        }
+    }
+
+    /// Whether `H` is linear: every task but JPEG compression (rounding).
+    pub fn is_linear(&self) -> bool {
+        !matches!(self, Task::Jpeg { .. })
+    }
+}
+
+impl Blur {
+    /// The blur's own parameters (see [`Task::validate`]).
+    pub fn validate(&self) -> Result<(), TaskError> {
+        let extent = |what: &str, v: f64| {
+            if !v.is_finite() || v <= 0.0 {
+                Err(TaskError(format!(
+                    "{what} must be a finite number > 0, got {v}"
+                )))
+            } else if v > MAX_BLUR_EXTENT {
+                Err(TaskError(format!(
+                    "{what} {v} is too large (at most {MAX_BLUR_EXTENT} pixels)"
+                )))
+            } else {
+                Ok(())
+            }
+        };
+        match self {
+            Blur::Gaussian { sigma } => extent("gaussian blur sigma", *sigma),
+            Blur::Uniform { size } if *size == 0 => {
+                Err(TaskError("uniform blur size must be at least 1".into()))
+            }
+            Blur::Uniform { .. } => Ok(()),
+            Blur::Motion { angle, .. } if !angle.is_finite() => Err(TaskError(format!(
+                "motion blur angle must be a finite number of degrees, got {angle}"
+            ))),
+            Blur::Motion { length, .. } => extent("motion blur length", *length),
+            Blur::Custom {
+                width,
+                height,
+                weights,
+            } => {
+                let want = u64::from(*width) * u64::from(*height);
+                if want == 0 || weights.len() as u64 != want {
+                    Err(TaskError(format!(
+                        "custom kernel is {width}×{height} but has {} weights",
+                        weights.len()
+                    )))
+                } else if weights.iter().any(|v| !v.is_finite() || *v < 0.0) {
+                    Err(TaskError(
+                        "custom kernel weights must be finite and non-negative".into(),
+                    ))
+                } else if weights.iter().all(|&v| v == 0.0) {
+                    Err(TaskError("custom kernel weights sum to zero".into()))
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,5 +255,73 @@ mod tests {
             })
         );
         assert!(serde_json::from_str::<Task>(r#"{"kind":"paint"}"#).is_err());
+    }
+
+    #[test]
+    fn validate_refuses_each_bad_parameter_and_takes_the_good_ones() {
+        let sr = |scale| Task::Sr {
+            scale,
+            downsample: SrKind::Avgpool,
+        };
+        let jpeg = |quality, inner: Option<Task>| Task::Jpeg {
+            quality,
+            inner: inner.map(Box::new),
+        };
+        let custom = |weights: Vec<f32>| {
+            Task::Deblur(Blur::Custom {
+                width: 2,
+                height: 1,
+                weights,
+            })
+        };
+        let good = [
+            sr(2),
+            sr(8),
+            Task::Inpaint,
+            Task::Colorize,
+            Task::Denoise { sigma: 1.0 },
+            Task::Deblur(Blur::Gaussian { sigma: 0.5 }),
+            Task::Deblur(Blur::Uniform { size: 1 }),
+            Task::Deblur(Blur::Motion {
+                length: 9.0,
+                angle: -30.0,
+            }),
+            custom(vec![0.0, 2.0]),
+            jpeg(Some(1), None),
+            jpeg(None, Some(sr(4))),
+        ];
+        for t in &good {
+            assert_eq!(t.validate(), Ok(()), "{t:?}");
+        }
+        let bad = [
+            sr(3),
+            sr(0),
+            Task::Denoise { sigma: 0.0 },
+            Task::Denoise { sigma: 25.0 },
+            Task::Denoise { sigma: f64::NAN },
+            Task::Deblur(Blur::Gaussian { sigma: -1.0 }),
+            Task::Deblur(Blur::Gaussian { sigma: 2e4 }),
+            Task::Deblur(Blur::Uniform { size: 0 }),
+            Task::Deblur(Blur::Motion {
+                length: 9.0,
+                angle: f64::INFINITY,
+            }),
+            Task::Deblur(Blur::Motion {
+                length: 0.0,
+                angle: 0.0,
+            }),
+            custom(vec![1.0]),
+            custom(vec![1.0, -1.0]),
+            custom(vec![0.0, 0.0]),
+            custom(vec![1.0, f32::NAN]),
+            jpeg(Some(0), None),
+            jpeg(Some(101), None),
+            jpeg(None, Some(jpeg(Some(50), None))),
+            jpeg(None, Some(Task::Colorize)),
+            jpeg(None, Some(sr(3))),
+        ];
+        for t in &bad {
+            assert!(t.validate().is_err(), "{t:?}");
+        }
     }
 }

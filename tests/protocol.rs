@@ -665,3 +665,42 @@ fn examples_fit_the_schema() {
         json!({"vml": 1, "ok": true, "error": {"code": "usage", "message": "x", "exit_code": 2}});
     assert!(v.check(v.response, &bad_response).is_err());
 }
+
+/// The plug-ins' own lists of methods and presets are the engine's, in its order: a method
+/// added to `solvers::Method` and forgotten in a front end fails here.
+#[test]
+fn front_ends_offer_the_engines_methods_and_presets() {
+    use vml::solvers::{Method, Quality};
+    let root = env!("CARGO_MANIFEST_DIR");
+    let read = |p: &str| std::fs::read_to_string(format!("{root}/{p}")).unwrap();
+    // The GIMP plug-in: `NAME = [ ('key', 'Label', 'Help'), ... ]`.
+    let plugin = read("plugin/gimp/vml-restore/vml-restore.py");
+    let keys = |list: &str| -> Vec<String> {
+        let start = plugin
+            .find(&format!("\n{list} = ["))
+            .unwrap_or_else(|| panic!("no {list} in the plug-in"));
+        let body = &plugin[start..];
+        let body = &body[..body.find("\n]").unwrap()];
+        body.lines()
+            .filter_map(|l| l.trim().strip_prefix("('"))
+            .map(|l| l[..l.find('\'').unwrap()].to_string())
+            .collect()
+    };
+    assert_eq!(keys("METHODS"), Method::names(), "GIMP plug-in METHODS");
+    assert_eq!(keys("QUALITY"), Quality::names(), "GIMP plug-in QUALITY");
+    // vml-magick's help names each method (and each preset) once.
+    let magick = read("filters/vml-magick");
+    let help = &magick[magick.find("-method M").unwrap()..];
+    let help = &help[..help.find("-steps N").unwrap()];
+    for m in Method::names() {
+        let word = |w: &str| w.trim_matches(|c: char| c == ',' || c == ':' || c == ' ') == m;
+        let n = help
+            .split_whitespace()
+            .filter(|w| word(w.trim_end_matches(" (default)")))
+            .count();
+        assert_eq!(n, 1, "vml-magick -method help names {m} {n} times:\n{help}");
+    }
+    for q in Quality::names() {
+        assert!(help.contains(q), "vml-magick -preset help lacks {q}:\n{help}");
+    }
+}

@@ -162,8 +162,7 @@ impl IoArgs {
 /// How to restore; also the defaults of requests in protocol and serve modes.
 #[derive(Args, Debug, Clone, Default)]
 pub struct SolveArgs {
-    /// Restoration method: vml-map, vml-map-pre, dps, ddrm, pigdm, diffpir, red-diff, daps,
-    /// classical.
+    /// Restoration method (default vml-map; docs/algorithm.md describes each).
     #[arg(long, value_name = "NAME")]
     pub method: Option<Method>,
     /// Model name or checkpoint path (`FILE#ENTRY` picks one state dict of a file holding
@@ -323,21 +322,25 @@ impl CommonArgs {
 
 impl TaskArgs {
     /// The task the flags name, `None` when none is given: `--jpeg` around the others.
+    /// Checked by `Task::validate`.
     pub fn task(&self) -> Result<Option<Task>> {
+        let task = self.unchecked_task()?;
+        if let Some(t) = &task {
+            t.validate()?;
+        }
+        Ok(task)
+    }
+
+    fn unchecked_task(&self) -> Result<Option<Task>> {
         let inner = self.base_task()?;
         let Some(spec) = &self.jpeg.jpeg else {
             return Ok(inner);
         };
         let quality = match spec.as_str() {
             "auto" => None,
-            q => Some(
-                q.parse::<u32>()
-                    .ok()
-                    .filter(|q| (1..=100).contains(q))
-                    .ok_or_else(|| {
-                        Error::Usage(format!("--jpeg {q}: expected auto or a quality 1–100"))
-                    })?,
-            ),
+            q => Some(q.parse::<u32>().map_err(|_| {
+                Error::Usage(format!("--jpeg {q}: expected auto or a quality 1–100"))
+            })?),
         };
         Ok(Some(Task::Jpeg {
             quality,
@@ -373,50 +376,43 @@ impl TaskArgs {
 /// The largest custom kernel side accepted.
 const MAX_KERNEL_SIDE: u32 = 255;
 
-/// Parses `gaussian:SIGMA`, `uniform:SIZE`, `motion:LENGTH:ANGLE` or `kernel:FILE`.
+/// Parses `gaussian:SIGMA`, `uniform:SIZE`, `motion:LENGTH:ANGLE` or `kernel:FILE`; the
+/// values' ranges are `Blur::validate`'s.
 pub fn parse_deblur(spec: &str) -> Result<Blur> {
     let usage = |m: &str| Error::Usage(format!("--deblur {spec}: {m}"));
     let number = |s: &str, what: &str| -> Result<f64> {
-        match s.trim().parse::<f64>() {
-            Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
-            _ => Err(usage(&format!(
-                "{what} must be a finite number > 0, got '{s}'"
-            ))),
-        }
+        s.trim()
+            .parse::<f64>()
+            .map_err(|_| usage(&format!("{what} must be a number, got '{s}'")))
     };
     let (kind, rest) = spec.split_once(':').unwrap_or((spec, ""));
-    match kind.to_ascii_lowercase().as_str() {
-        "gaussian" => Ok(Blur::Gaussian {
+    let blur = match kind.to_ascii_lowercase().as_str() {
+        "gaussian" => Blur::Gaussian {
             sigma: number(rest, "sigma")?,
-        }),
-        "uniform" | "box" => match rest.trim().parse::<u32>() {
-            Ok(size) if size >= 1 => Ok(Blur::Uniform { size }),
-            _ => Err(usage(&format!(
-                "size must be a whole number ≥ 1, got '{rest}'"
-            ))),
+        },
+        "uniform" | "box" => Blur::Uniform {
+            size: rest.trim().parse::<u32>().map_err(|_| {
+                usage(&format!("size must be a whole number ≥ 1, got '{rest}'"))
+            })?,
         },
         "motion" => {
             let (len, angle) = rest
                 .split_once(':')
                 .ok_or_else(|| usage("expected motion:LENGTH:ANGLE"))?;
-            let angle = match angle.trim().parse::<f64>() {
-                Ok(a) if a.is_finite() => a,
-                _ => {
-                    return Err(usage(&format!(
-                        "angle must be a finite number of degrees, got '{angle}'"
-                    )))
-                }
-            };
-            Ok(Blur::Motion {
+            Blur::Motion {
                 length: number(len, "length")?,
-                angle,
-            })
+                angle: number(angle, "angle (degrees)")?,
+            }
         }
-        "kernel" if !rest.is_empty() => read_kernel(Path::new(rest)),
-        _ => Err(usage(
-            "expected gaussian:SIGMA, uniform:SIZE, motion:LENGTH:ANGLE or kernel:FILE",
-        )),
-    }
+        "kernel" if !rest.is_empty() => return read_kernel(Path::new(rest)),
+        _ => {
+            return Err(usage(
+                "expected gaussian:SIGMA, uniform:SIZE, motion:LENGTH:ANGLE or kernel:FILE",
+            ))
+        }
+    };
+    blur.validate().map_err(|e| usage(&e.to_string()))?;
+    Ok(blur)
 }
 
 /// A kernel from an image (its gray levels) or from text (rows of numbers).
@@ -472,17 +468,15 @@ fn read_kernel(path: &Path) -> Result<Blur> {
         }
         (w as u32, h as u32, rows.concat())
     };
-    let sum: f64 = weights.iter().map(|&v| f64::from(v)).sum();
-    if weights.iter().any(|v| !v.is_finite() || *v < 0.0) || sum <= 0.0 {
-        return Err(Error::Input(
-            "kernel weights must be finite, ≥ 0 and not all zero".into(),
-        ));
-    }
-    Ok(Blur::Custom {
+    let blur = Blur::Custom {
         width,
         height,
         weights,
-    })
+    };
+    // A file's numbers are input data, not the user's flags: a bad-input error.
+    blur.validate()
+        .map_err(|e| Error::Input(format!("kernel file '{}': {e}", path.display())))?;
+    Ok(blur)
 }
 
 impl SolveArgs {

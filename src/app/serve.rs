@@ -231,8 +231,8 @@ fn handle(
 fn settings_for(req: &Request, defaults: &Settings) -> Result<Settings> {
     let o = &req.options;
     let mut s = defaults.clone();
-    if let Some(v) = &o.method {
-        s.method = v.parse().map_err(Error::Usage)?;
+    if let Some(v) = o.method {
+        s.method = v;
     }
     if let Some(v) = &o.model {
         // The server's --arch describes the server's --model, not another one.

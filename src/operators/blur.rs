@@ -12,10 +12,11 @@
 
 use super::circular::Circular;
 use super::separable::{conv_matrix, Separable};
-use super::{finite_positive, Operator, OperatorError};
+use super::{Operator, OperatorError};
 use crate::task::Blur;
 
 pub fn build(shape: [i64; 3], blur: &Blur) -> Result<Box<dyn Operator>, OperatorError> {
+    blur.validate()?;
     let [_, h, w] = shape;
     match blur {
         Blur::Gaussian { sigma } => {
@@ -23,11 +24,6 @@ pub fn build(shape: [i64; 3], blur: &Blur) -> Result<Box<dyn Operator>, Operator
             separable(shape, &k, format!("gaussian blur σ={sigma}"))
         }
         Blur::Uniform { size } => {
-            if *size == 0 {
-                return Err(OperatorError::Invalid(
-                    "uniform blur size must be at least 1".into(),
-                ));
-            }
             let k = vec![1.0 / *size as f64; *size as usize];
             separable(shape, &k, format!("uniform blur {size}×{size}"))
         }
@@ -48,22 +44,7 @@ pub fn build(shape: [i64; 3], blur: &Blur) -> Result<Box<dyn Operator>, Operator
             weights,
         } => {
             let (kw, kh) = (*width as i64, *height as i64);
-            if kw == 0 || kh == 0 || weights.len() as i64 != kw * kh {
-                return Err(OperatorError::Invalid(format!(
-                    "kernel of {width}×{height} needs {} weights, got {}",
-                    kw * kh,
-                    weights.len()
-                )));
-            }
-            if weights.iter().any(|v| !v.is_finite() || *v < 0.0) {
-                return Err(OperatorError::Invalid(
-                    "kernel weights must be finite and non-negative".into(),
-                ));
-            }
             let sum: f64 = weights.iter().map(|&v| v as f64).sum();
-            if sum <= 0.0 {
-                return Err(OperatorError::Invalid("kernel weights sum to zero".into()));
-            }
             check_fits(kh, kw, h, w)?;
             let k: Vec<f64> = weights.iter().map(|&v| v as f64 / sum).collect();
             Ok(Box::new(Circular::new(
@@ -104,12 +85,7 @@ fn separable(shape: [i64; 3], k: &[f64], name: String) -> Result<Box<dyn Operato
 
 /// Normalised 1-D Gaussian with taps `−⌈3σ⌉ ..= ⌈3σ⌉`.
 pub fn gaussian_kernel(sigma: f64) -> Result<Vec<f64>, OperatorError> {
-    let sigma = finite_positive("gaussian blur σ", sigma)?;
-    if sigma > 1e4 {
-        return Err(OperatorError::Invalid(format!(
-            "gaussian blur σ={sigma} is absurdly large"
-        )));
-    }
+    Blur::Gaussian { sigma }.validate()?;
     let r = (3.0 * sigma).ceil() as i64;
     let k: Vec<f64> = (-r..=r)
         .map(|t| (-(t * t) as f64 / (2.0 * sigma * sigma)).exp())
@@ -122,17 +98,7 @@ pub fn gaussian_kernel(sigma: f64) -> Result<Vec<f64>, OperatorError> {
 /// y up on screen, so rows go the other way), rasterised by splatting 8 samples per pixel
 /// of length bilinearly, normalised to sum 1. Returns `(weights, height, width)`, odd sizes.
 pub fn motion_kernel(length: f64, angle: f64) -> Result<(Vec<f64>, i64, i64), OperatorError> {
-    let length = finite_positive("motion blur length", length)?;
-    if !angle.is_finite() {
-        return Err(OperatorError::Invalid(format!(
-            "motion blur angle must be finite, got {angle}"
-        )));
-    }
-    if length > 1e4 {
-        return Err(OperatorError::Invalid(format!(
-            "motion blur length {length} is absurdly large"
-        )));
-    }
+    Blur::Motion { length, angle }.validate()?;
     let half = length / 2.0;
     let r = half.ceil() as i64 + 1;
     let n = 2 * r + 1;

@@ -9,14 +9,10 @@ pub struct Denoise {
 }
 
 impl Denoise {
-    /// `sigma` is the noise level of the task (≥ 0, [-1, 1] pixel scale).
+    /// `sigma` is the noise level of the task (in (0, 1], the [-1, 1] pixel scale; `Task::validate`).
     pub fn new(shape: [i64; 3], sigma: f64) -> Result<Self, OperatorError> {
         check_shape(shape)?;
-        if !(sigma.is_finite() && sigma >= 0.0) {
-            return Err(OperatorError::Invalid(format!(
-                "noise σ must be finite and non-negative, got {sigma}"
-            )));
-        }
+        crate::task::Task::Denoise { sigma }.validate()?;
         Ok(Denoise { shape, sigma })
     }
 

@@ -37,6 +37,9 @@ use tch::{Device, Kind, Tensor};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum OperatorError {
+    /// The task's own parameters ([`Task::validate`]).
+    #[error(transparent)]
+    Task(#[from] crate::task::TaskError),
     #[error("{0}")]
     Invalid(String),
     #[error("mask is {got_w}×{got_h} but the image is {want_w}×{want_h}")]
@@ -139,15 +142,11 @@ pub fn build_with(
     mask: Option<&Tensor>,
     jpeg: Option<&crate::jpeg::Tables>,
 ) -> Result<Box<dyn Operator>, OperatorError> {
+    task.validate()?;
     check_shape(shape)?;
     Ok(match task {
         Task::Jpeg { quality, inner } => {
             let inner = match inner.as_deref() {
-                Some(Task::Jpeg { .. }) => {
-                    return Err(OperatorError::Invalid(
-                        "JPEG of a JPEG is not modelled".into(),
-                    ))
-                }
                 Some(t) => Some(build_with(t, shape, mask, None)?),
                 None => None,
             };
@@ -185,7 +184,8 @@ pub fn x_shape_for(task: &Task, y_shape: [i64; 3]) -> Result<[i64; 3], OperatorE
     let [c, h, w] = y_shape;
     Ok(match task {
         Task::Sr { scale, .. } => {
-            let s = sr::check_scale(*scale)?;
+            task.validate()?;
+            let s = i64::from(*scale);
             [c, h * s, w * s]
         }
         Task::Colorize => [3, h, w],
@@ -465,12 +465,3 @@ pub(crate) fn pinv_diag(s: &[f64]) -> Vec<f64> {
 /// Singular values below this fraction of the largest are treated as 0 by `pinv`.
 pub const PINV_RTOL: f64 = 1e-6;
 
-pub(crate) fn finite_positive(name: &str, v: f64) -> Result<f64, OperatorError> {
-    if v.is_finite() && v > 0.0 {
-        Ok(v)
-    } else {
-        Err(OperatorError::Invalid(format!(
-            "{name} must be a positive finite number, got {v}"
-        )))
-    }
-}

@@ -9,20 +9,17 @@
 
 use super::separable::{reflect, Separable};
 use super::OperatorError;
-use crate::task::SrKind;
+use crate::task::{SrKind, Task};
 use tch::Tensor;
 
-pub(crate) fn check_scale(scale: u32) -> Result<i64, OperatorError> {
-    match scale {
-        2 | 4 | 8 => Ok(scale as i64),
-        _ => Err(OperatorError::Invalid(format!(
-            "super-resolution scale must be 2, 4 or 8, got {scale}"
-        ))),
-    }
-}
 
 pub fn build(shape: [i64; 3], scale: u32, kind: SrKind) -> Result<Separable, OperatorError> {
-    let s = check_scale(scale)?;
+    Task::Sr {
+        scale,
+        downsample: kind,
+    }
+    .validate()?;
+    let s = i64::from(scale);
     let [_, h, w] = shape;
     if h % s != 0 || w % s != 0 {
         return Err(OperatorError::Invalid(format!(

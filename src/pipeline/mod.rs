@@ -175,7 +175,8 @@ pub fn restore(
     progress: ProgressFn,
 ) -> Result<Outcome> {
     let started = std::time::Instant::now();
-    check_task(task)?;
+    task.validate()?;
+    solvers::check_method_for(settings.method, task)?;
     if !settings.sigma_y.is_finite() || settings.sigma_y < 0.0 {
         return Err(Error::Usage(format!(
             "sigma-y must be a finite number ≥ 0, got {}",
@@ -344,6 +345,10 @@ pub fn restore_with(
         ..Stats::default()
     };
     for (k, t) in tiles.iter().enumerate() {
+        // Said before the first step, which can take long: the stage is no longer "load".
+        if progress(k as f64 / ntiles as f64, "restore") == Control::Stop {
+            return Err(Error::Interrupted);
+        }
         // Tile in output pixels; its input region is the same divided by the SR scale.
         let xin = x_pad
             .narrow(2, t.y0 / scale, t.h / scale)
@@ -433,7 +438,7 @@ fn validate(
     mask: Option<&Picture>,
     limits: &Limits,
 ) -> Result<Option<Tensor>> {
-    check_task(task)?;
+    task.validate()?;
     let scale = sr_scale(task) as u64;
     let (out_w, out_h) = (
         u64::from(image.width) * scale,
@@ -468,7 +473,7 @@ pub fn degrade(
     sigma_y: f64,
     seed: u64,
 ) -> Result<Picture> {
-    check_task(task)?;
+    task.validate()?;
     if !sigma_y.is_finite() || sigma_y < 0.0 {
         return Err(Error::Usage(format!(
             "sigma-y must be a finite number ≥ 0, got {sigma_y}"
@@ -507,60 +512,6 @@ pub fn degrade(
         p.height = yh as u32;
         p
     })
-}
-
-/// Refuses task parameters that no operator can take, with the flag's words.
-fn check_task(task: &Task) -> Result<()> {
-    let bad = |m: String| Err(Error::Usage(m));
-    match task {
-        Task::Jpeg {
-            quality: Some(q), ..
-        } if !(1..=100).contains(q) => bad(format!("JPEG quality must be 1–100, got {q}")),
-        Task::Jpeg { inner: Some(t), .. } => match t.as_ref() {
-            Task::Jpeg { .. } => bad("a JPEG of a JPEG is not modelled".into()),
-            Task::Colorize => bad(
-                "JPEG after colorization is not modelled (gray JPEG files are: use --jpeg alone)"
-                    .into(),
-            ),
-            t => check_task(t),
-        },
-        Task::Sr { scale, .. } if !matches!(scale, 2 | 4 | 8) => {
-            bad(format!("SR scale must be 2, 4 or 8, got {scale}"))
-        }
-        Task::Denoise { sigma } if !sigma.is_finite() || *sigma <= 0.0 => bad(format!(
-            "denoise sigma must be a finite number > 0, got {sigma}"
-        )),
-        // The whole pixel range is 2 wide; a σ above 1 is a value on another scale (0–255
-        // is the common one), which would flatten the image rather than denoise it.
-        Task::Denoise { sigma } if *sigma > 1.0 => bad(format!(
-            "denoise sigma {sigma} is too large: it is on the [-1, 1] pixel scale (at most 1); \
-             for {sigma} levels of 255 give {:.3}",
-            sigma / 127.5
-        )),
-        Task::Deblur(b) => {
-            use crate::task::Blur;
-            match b {
-                Blur::Gaussian { sigma } if !sigma.is_finite() || *sigma <= 0.0 => {
-                    bad(format!("gaussian blur sigma must be a finite number > 0, got {sigma}"))
-                }
-                Blur::Uniform { size } if *size == 0 => bad("uniform blur size must be ≥ 1".into()),
-                Blur::Motion { length, angle } if !length.is_finite() || *length <= 0.0 || !angle.is_finite() => {
-                    bad(format!("motion blur needs a finite length > 0 and a finite angle, got {length}:{angle}"))
-                }
-                Blur::Custom { width, height, weights } => {
-                    if *width == 0 || *height == 0 || weights.len() as u64 != u64::from(*width) * u64::from(*height) {
-                        bad(format!("custom kernel is {width}×{height} but has {} weights", weights.len()))
-                    } else if weights.iter().any(|v| !v.is_finite()) {
-                        bad("custom kernel has a NaN or infinite weight".into())
-                    } else {
-                        Ok(())
-                    }
-                }
-                _ => Ok(()),
-            }
-        }
-        _ => Ok(()),
-    }
 }
 
 /// The input file's JPEG tables when `task` needs them (`jpeg` without a quality), read

@@ -6,6 +6,7 @@
 use super::signals;
 use crate::solvers::Control;
 use std::io::Write;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How progress is shown (`--progress`).
@@ -20,60 +21,143 @@ pub enum ProgressKind {
 /// Progress on stderr as a bar or JSON lines; every report also polls the signal flag.
 pub struct Reporter {
     kind: ProgressKind,
-    started: Instant,
     last_fraction: f64,
     last_stage: String,
+    /// The terminal bar (`ProgressKind::Bar` only).
+    bar: Option<Bar>,
+}
+
+/// How often the bar is redrawn between reports, so that the clock moves while one long
+/// solver step runs (the first step of a large tile can take minutes on a CPU).
+const TICK: Duration = Duration::from_secs(1);
+
+/// The bar's state, shared with the thread that redraws it every [`TICK`].
+struct BarState {
+    out: Box<dyn Write + Send>,
+    started: Instant,
+    fraction: f64,
+    stage: String,
     last_draw: Option<Instant>,
-    drawn: bool,
+}
+
+impl BarState {
+    fn draw(&mut self, now: Instant) {
+        let width = 30usize;
+        let f = self.fraction.clamp(0.0, 1.0);
+        let filled = (f * width as f64).round() as usize;
+        let _ = write!(
+            self.out,
+            "\r\x1b[2Kvml-filter [{}{}] {:>3.0}% {} {}",
+            "#".repeat(filled),
+            ".".repeat(width - filled),
+            f * 100.0,
+            self.stage,
+            timing(now.duration_since(self.started), f)
+        );
+        let _ = self.out.flush();
+        self.last_draw = Some(now);
+    }
+}
+
+struct Bar {
+    state: Arc<Mutex<BarState>>,
+    /// Dropping the sender stops the ticker thread.
+    ticker: Option<(mpsc::Sender<()>, std::thread::JoinHandle<()>)>,
+}
+
+impl Bar {
+    fn new(out: Box<dyn Write + Send>) -> Self {
+        let state = Arc::new(Mutex::new(BarState {
+            out,
+            started: Instant::now(),
+            fraction: 0.0,
+            stage: String::new(),
+            last_draw: None,
+        }));
+        let (stop, stopped) = mpsc::channel::<()>();
+        let shared = Arc::clone(&state);
+        let ticker = std::thread::Builder::new()
+            .name("progress-bar".into())
+            .spawn(move || {
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(TICK) {
+                    let Ok(mut s) = shared.lock() else { return };
+                    let now = Instant::now();
+                    // Only once there is a bar, and only when no report redrew it lately.
+                    if s.last_draw.is_some_and(|t| now.duration_since(t) >= TICK) {
+                        s.draw(now);
+                    }
+                }
+            })
+            .ok()
+            .map(|handle| (stop, handle));
+        Bar { state, ticker }
+    }
+
+    fn report(&self, fraction: f64, stage: &str) {
+        let Ok(mut s) = self.state.lock() else { return };
+        let now = Instant::now();
+        let due = s
+            .last_draw
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_millis(100));
+        let changed = stage != s.stage;
+        s.fraction = fraction;
+        if changed {
+            s.stage = stage.to_string();
+        }
+        if due || changed || fraction >= 1.0 {
+            s.draw(now);
+        }
+    }
+
+    /// Ends the bar's line; the ticker waits for the next report before it draws again.
+    fn end_line(&self) {
+        if let Ok(mut s) = self.state.lock() {
+            if s.last_draw.take().is_some() {
+                let _ = writeln!(s.out);
+                let _ = s.out.flush();
+            }
+        }
+    }
+}
+
+impl Drop for Bar {
+    fn drop(&mut self) {
+        if let Some((stop, handle)) = self.ticker.take() {
+            drop(stop);
+            let _ = handle.join();
+        }
+        self.end_line();
+    }
 }
 
 impl Reporter {
     pub fn new(kind: ProgressKind) -> Self {
+        Self::with_bar_output(kind, Box::new(std::io::stderr()))
+    }
+
+    /// A reporter whose bar (if `kind` is a bar) writes to `out` instead of stderr.
+    fn with_bar_output(kind: ProgressKind, out: Box<dyn Write + Send>) -> Self {
         Reporter {
             kind,
-            started: Instant::now(),
             last_fraction: -1.0,
             last_stage: String::new(),
-            last_draw: None,
-            drawn: false,
+            bar: (kind == ProgressKind::Bar).then(|| Bar::new(out)),
         }
     }
 
     pub fn report(&mut self, fraction: f64, stage: &str) -> Control {
-        let mut err = std::io::stderr().lock();
-        match self.kind {
-            ProgressKind::None => {}
-            ProgressKind::Json => {
+        match (&self.bar, self.kind) {
+            (Some(bar), _) => bar.report(fraction, stage),
+            (None, ProgressKind::Json) => {
                 // Keep the stream small: a line per 0.1 % and per stage change.
                 if stage != self.last_stage || (fraction - self.last_fraction).abs() >= 1e-3 {
+                    let mut err = std::io::stderr().lock();
                     let _ = writeln!(err, "{}", crate::protocol::progress_line(fraction, stage));
                     self.last_fraction = fraction;
                     self.last_stage = stage.to_string();
                 }
             }
-            ProgressKind::Bar => {
-                let now = Instant::now();
-                let due = self
-                    .last_draw
-                    .is_none_or(|t| now.duration_since(t).as_millis() >= 100);
-                if due || fraction >= 1.0 || stage != self.last_stage {
-                    let width = 30usize;
-                    let f = fraction.clamp(0.0, 1.0);
-                    let filled = (f * width as f64).round() as usize;
-                    let _ = write!(
-                        err,
-                        "\r\x1b[2Kvml-filter [{}{}] {:>3.0}% {stage} {}",
-                        "#".repeat(filled),
-                        ".".repeat(width - filled),
-                        f * 100.0,
-                        timing(self.started.elapsed(), f)
-                    );
-                    let _ = err.flush();
-                    self.last_draw = Some(now);
-                    self.last_stage = stage.to_string();
-                    self.drawn = true;
-                }
-            }
+            (None, _) => {}
         }
         if signals::interrupted() {
             Control::Stop
@@ -82,18 +166,12 @@ impl Reporter {
         }
     }
 
-    /// Ends the bar's line so that later messages start on a fresh one.
+    /// Ends the bar's line so that later messages start on a fresh one; a later report
+    /// draws a new bar.
     pub fn finish(&mut self) {
-        if self.drawn {
-            let _ = writeln!(std::io::stderr());
-            self.drawn = false;
+        if let Some(bar) = &self.bar {
+            bar.end_line();
         }
-    }
-}
-
-impl Drop for Reporter {
-    fn drop(&mut self) {
-        self.finish();
     }
 }
 
@@ -117,8 +195,54 @@ fn timing(elapsed: Duration, fraction: f64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::timing;
+    use super::{timing, ProgressKind, Reporter};
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
     use std::time::Duration;
+
+    /// A bar's output kept for inspection.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Captured {
+        fn draws(&self) -> usize {
+            String::from_utf8_lossy(&self.0.lock().unwrap())
+                .matches("\r\x1b[2K")
+                .count()
+        }
+    }
+
+    #[test]
+    fn the_bar_keeps_its_clock_moving_between_reports_and_stops_when_dropped() {
+        let out = Captured::default();
+        let mut r = Reporter::with_bar_output(ProgressKind::Bar, Box::new(out.clone()));
+        // Before any report there is no bar to redraw.
+        std::thread::sleep(Duration::from_millis(1300));
+        assert_eq!(out.draws(), 0);
+        r.report(0.25, "restore");
+        assert_eq!(out.draws(), 1);
+        // No report for a while, as during one long solver step: the ticker redraws.
+        std::thread::sleep(Duration::from_millis(2600));
+        let ticked = out.draws();
+        assert!(ticked >= 2, "{ticked} draws");
+        let text = String::from_utf8_lossy(&out.0.lock().unwrap()).into_owned();
+        assert!(text.ends_with("left"), "{text:?}");
+        drop(r);
+        let after = out.draws();
+        assert!(String::from_utf8_lossy(&out.0.lock().unwrap()).ends_with('\n'));
+        std::thread::sleep(Duration::from_millis(1300));
+        assert_eq!(out.draws(), after, "drew after the reporter was dropped");
+    }
 
     #[test]
     fn elapsed_and_left() {

@@ -11,7 +11,7 @@
 //! version other than [`VERSION`] is refused.
 
 use crate::error::{Error, Result};
-use crate::solvers::SolverOptions;
+use crate::solvers::{Method, SolverOptions};
 use crate::task::Task;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -44,8 +44,7 @@ pub struct Payload {
 )]
 pub struct Options {
     /// Restoration method, as `--method`.
-    #[schemars(with = "Option<schema::MethodName>")]
-    pub method: Option<String>,
+    pub method: Option<Method>,
     /// Model name or path, as `--model`.
     pub model: Option<String>,
     /// Device, as `--device` (case-insensitive).
@@ -283,6 +282,19 @@ pub fn parse_header(line: &[u8]) -> std::result::Result<Request, Box<HeaderError
             )))
         }
     }
+    // An unknown method name is the user's word, refused as on the command line (usage,
+    // exit 2), not a malformed header.
+    if let Some(Err(e)) = obj
+        .get("options")
+        .and_then(|o| o.get("method"))
+        .and_then(|m| m.as_str())
+        .map(str::parse::<Method>)
+    {
+        return Err(Box::new(HeaderError {
+            error: Error::Usage(e),
+            framing: Some(framing),
+        }));
+    }
     let req: Request =
         serde_json::from_value(value).map_err(|e| skippable(format!("bad request: {e}")))?;
     check_numbers(&req).map_err(skippable)?;
@@ -507,12 +519,6 @@ mod schema {
     );
 
     marker!(
-        /// A method `solvers::build` knows.
-        MethodName,
-        json_schema!({ "type": "string", "enum": crate::solvers::Method::names() })
-    );
-
-    marker!(
         /// What `device::parse_device` takes.
         DeviceName,
         json_schema!({
@@ -670,7 +676,7 @@ mod tests {
             })
             .unwrap();
         assert_eq!((so.steps, so.iters), (Some(20), Some(3)));
-        assert_eq!(r.options.method.as_deref(), Some("classical"));
+        assert_eq!(r.options.method, Some(Method::Classical));
         assert!(r.mask.is_none());
     }
 

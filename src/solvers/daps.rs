@@ -50,13 +50,8 @@ pub struct Options {
 impl Options {
     /// The budget of a quality preset: `fast`: 50 annealing levels (250 forwards); `best`: the default 200 ("DAPS-1K").
     pub fn preset(q: Quality) -> Self {
-        let steps = match q {
-            Quality::Fast => 50,
-            Quality::Normal => return Self::default(),
-            Quality::Best => Daps::DEFAULT_STEPS,
-        };
         Options {
-            steps: Some(steps),
+            steps: q.pick(50, Daps::DEFAULT_STEPS),
             ..Self::default()
         }
     }

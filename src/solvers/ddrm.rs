@@ -39,13 +39,8 @@ pub struct Options {
 impl Options {
     /// The budget of a quality preset: `fast`: half the default's 20 steps; `best`: 100.
     pub fn preset(q: Quality) -> Self {
-        let steps = match q {
-            Quality::Fast => 10,
-            Quality::Normal => return Self::default(),
-            Quality::Best => 100,
-        };
         Options {
-            steps: Some(steps),
+            steps: q.pick(10, 100),
             ..Self::default()
         }
     }

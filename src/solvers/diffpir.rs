@@ -53,13 +53,8 @@ pub struct Options {
 impl Options {
     /// The budget of a quality preset: `fast`: 20 steps, the cheap setting of DiffPIR's published tables; `best`: the default 100, the paper's largest budget.
     pub fn preset(q: Quality) -> Self {
-        let steps = match q {
-            Quality::Fast => 20,
-            Quality::Normal => return Self::default(),
-            Quality::Best => Diffpir::DEFAULT_STEPS,
-        };
         Options {
-            steps: Some(steps),
+            steps: q.pick(20, Diffpir::DEFAULT_STEPS),
             ..Self::default()
         }
     }

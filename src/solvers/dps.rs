@@ -38,13 +38,8 @@ impl Options {
     /// The budget of a quality preset: `fast`: a quarter of the default's 1000 steps; `best`: the default (1000 is every
     /// timestep of the DDPM networks, so there is no more to take).
     pub fn preset(q: Quality) -> Self {
-        let steps = match q {
-            Quality::Fast => 250,
-            Quality::Normal => return Self::default(),
-            Quality::Best => 1000,
-        };
         Options {
-            steps: Some(steps),
+            steps: q.pick(250, 1000),
             ..Self::default()
         }
     }

@@ -249,127 +249,184 @@ impl SolverOptions {
     }
 }
 
-/// A budget preset: how long a method may take. `normal` is each method's default budget;
-/// `fast` and `best` trade quality for time one way or the other, per method (the
-/// `preset` function of each method's module; measured in docs/benchmarks.md, "Quality
-/// presets").
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-#[schemars(rename = "quality")]
-pub enum Quality {
-    /// A fraction of the default budget.
-    Fast,
-    /// The method's default budget.
-    #[default]
-    Normal,
-    /// More steps than the default where they still help.
-    Best,
+/// Declares a fieldless enum whose values are named by fixed strings, and from that one
+/// list of names: `ALL`, `name`, `names`, `Display`, `FromStr`, serde as the name, a JSON
+/// Schema (a string enum, each value with its doc text) and, with the `cli` feature, clap's
+/// `ValueEnum`. The command line, the protocol, its schema, `bench` and the plug-ins'
+/// checks all read these, so a new value is added in one place.
+macro_rules! named_enum {
+    (
+        $(#[doc = $tdoc:literal])*
+        $vis:vis enum $ty:ident: $what:literal, default $default:ident {
+            $( $(#[doc = $doc:literal])+ $variant:ident = $text:literal, )+
+        }
+    ) => {
+        $(#[doc = $tdoc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        $vis enum $ty {
+            $( $(#[doc = $doc])+ $variant, )+
+        }
+
+        impl Default for $ty {
+            fn default() -> Self {
+                $ty::$default
+            }
+        }
+
+        impl $ty {
+            /// Every value, in the order help texts list them.
+            pub const ALL: &'static [$ty] = &[$($ty::$variant),+];
+
+            pub fn name(self) -> &'static str {
+                match self {
+                    $($ty::$variant => $text),+
+                }
+            }
+
+            /// Every name, in [`Self::ALL`]'s order.
+            pub fn names() -> Vec<&'static str> {
+                Self::ALL.iter().map(|v| v.name()).collect()
+            }
+        }
+
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+
+        impl std::str::FromStr for $ty {
+            /// The message of a usage error (`Error::Usage` where one is made).
+            type Err = String;
+
+            fn from_str(name: &str) -> std::result::Result<Self, String> {
+                Self::ALL.iter().copied().find(|v| v.name() == name).ok_or_else(|| {
+                    format!(
+                        "{} '{name}' is not one of {}",
+                        $what,
+                        Self::names().join(", ")
+                    )
+                })
+            }
+        }
+
+        impl Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                s.serialize_str(self.name())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+                let name = std::borrow::Cow::<'de, str>::deserialize(d)?;
+                name.parse().map_err(serde::de::Error::custom)
+            }
+        }
+
+        impl JsonSchema for $ty {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                $what.into()
+            }
+
+            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                let doc = |lines: &[&str]| {
+                    lines.iter().map(|l| l.trim()).collect::<Vec<_>>().join(" ")
+                };
+                let values: Vec<serde_json::Value> = vec![$(
+                    serde_json::json!({
+                        "const": $text,
+                        "description": doc(&[$($doc),*]),
+                    })
+                ),+];
+                schemars::json_schema!({
+                    "type": "string",
+                    "description": doc(&[$($tdoc),*]),
+                    "oneOf": values,
+                })
+            }
+        }
+
+        #[cfg(feature = "cli")]
+        impl clap::ValueEnum for $ty {
+            fn value_variants<'a>() -> &'a [Self] {
+                Self::ALL
+            }
+
+            fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+                Some(clap::builder::PossibleValue::new(self.name()))
+            }
+        }
+    };
+}
+
+named_enum! {
+    /// A budget preset: how long a method may take. `normal` is each method's default
+    /// budget; `fast` and `best` trade quality for time one way or the other, per method
+    /// (the `preset` function of each method's module; measured in docs/benchmarks.md,
+    /// "Quality presets").
+    pub enum Quality: "quality", default Normal {
+        /// A fraction of the default budget.
+        Fast = "fast",
+        /// The method's default budget.
+        Normal = "normal",
+        /// More steps than the default where they still help.
+        Best = "best",
+    }
 }
 
 impl Quality {
-    pub const ALL: [Quality; 3] = [Quality::Fast, Quality::Normal, Quality::Best];
-
-    pub fn name(self) -> &'static str {
+    /// The preset's value of one setting: `fast` or `best`, or `None` (the method's own
+    /// default) for `normal`.
+    pub fn pick<T>(self, fast: T, best: T) -> Option<T> {
         match self {
-            Quality::Fast => "fast",
-            Quality::Normal => "normal",
-            Quality::Best => "best",
+            Quality::Fast => Some(fast),
+            Quality::Normal => None,
+            Quality::Best => Some(best),
         }
     }
 }
 
-impl std::fmt::Display for Quality {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
+named_enum! {
+    /// The restoration methods, named as the command line, the protocol, the plug-ins and
+    /// `bench` name them.
+    pub enum Method: "method", default VmlMap {
+        /// Variational mode-seeking MAP, one objective per reverse step (the default).
+        VmlMap = "vml-map",
+        /// VML-MAP preconditioned by the operator's SVD.
+        VmlMapPre = "vml-map-pre",
+        /// Diffusion posterior sampling (Chung et al., 2023).
+        Dps = "dps",
+        /// Denoising diffusion restoration models (Kawar et al., 2022); needs an SVD.
+        Ddrm = "ddrm",
+        /// Pseudo-inverse guided diffusion (Song et al., 2023); an SVD when σ_y > 0.
+        Pigdm = "pigdm",
+        /// Plug-and-play diffusion with a proximal data step (Zhu et al., 2023).
+        Diffpir = "diffpir",
+        /// Regularisation by denoising diffusion (Mardani et al., 2024).
+        RedDiff = "red-diff",
+        /// Decoupled annealing posterior sampling (Zhang et al., 2025).
+        Daps = "daps",
+        /// The operator's classical estimate (bicubic, Wiener, harmonic fill); no network.
+        Classical = "classical",
     }
-}
-
-impl std::str::FromStr for Quality {
-    type Err = String;
-
-    fn from_str(name: &str) -> std::result::Result<Self, String> {
-        Quality::ALL
-            .into_iter()
-            .find(|q| q.name() == name)
-            .ok_or_else(|| format!("quality '{name}' is not one of fast, normal, best"))
-    }
-}
-
-/// The restoration methods. Parsed from and printed as their names (`vml-map`, …), which
-/// the command line, the protocol, the plug-ins and `bench` use.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum Method {
-    #[default]
-    VmlMap,
-    VmlMapPre,
-    Dps,
-    Ddrm,
-    Pigdm,
-    Diffpir,
-    RedDiff,
-    Daps,
-    Classical,
 }
 
 impl Method {
-    /// Every method, in the order the CLI lists them.
-    pub const ALL: [Method; 9] = [
-        Method::VmlMap,
-        Method::VmlMapPre,
-        Method::Dps,
-        Method::Ddrm,
-        Method::Pigdm,
-        Method::Diffpir,
-        Method::RedDiff,
-        Method::Daps,
-        Method::Classical,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Method::VmlMap => "vml-map",
-            Method::VmlMapPre => "vml-map-pre",
-            Method::Dps => "dps",
-            Method::Ddrm => "ddrm",
-            Method::Pigdm => "pigdm",
-            Method::Diffpir => "diffpir",
-            Method::RedDiff => "red-diff",
-            Method::Daps => "daps",
-            Method::Classical => "classical",
-        }
-    }
-
-    /// Every name, in [`Method::ALL`]'s order.
-    pub fn names() -> Vec<&'static str> {
-        Method::ALL.iter().map(|m| m.name()).collect()
-    }
-
     /// Whether it runs a diffusion network (all but the classical baselines).
     pub fn needs_network(self) -> bool {
         self != Method::Classical
     }
-}
 
-impl std::fmt::Display for Method {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
+    /// Whether it needs the operator's SVD whatever the settings (ΠGDM needs one only at
+    /// σ_y > 0, and says so when it has none).
+    pub fn needs_svd(self) -> bool {
+        matches!(self, Method::Ddrm | Method::VmlMapPre)
     }
-}
 
-impl std::str::FromStr for Method {
-    /// The message of a usage error (`Error::Usage` where one is made).
-    type Err = String;
-
-    fn from_str(name: &str) -> std::result::Result<Self, String> {
-        Method::ALL
-            .into_iter()
-            .find(|m| m.name() == name)
-            .ok_or_else(|| {
-                format!(
-                    "method '{name}' is not available; known methods: {}",
-                    Method::names().join(", ")
-                )
-            })
+    /// Whether it needs a linear operator (its data step is a linear solve or an SVD):
+    /// those that need an SVD, ΠGDM and DiffPIR. The others take any operator's VJP.
+    pub fn needs_linear(self) -> bool {
+        self.needs_svd() || matches!(self, Method::Pigdm | Method::Diffpir)
     }
 }
 
@@ -527,14 +584,31 @@ impl Counter {
 /// The usage error a method that needs a linear operator (its SVD or exact pseudo-inverse)
 /// gives for a nonlinear one (JPEG).
 pub(crate) fn require_linear(op: &dyn Operator, method: &str) -> crate::Result<()> {
-    if op.is_linear() {
-        Ok(())
-    } else {
-        Err(crate::Error::Usage(format!(
-            "{method} needs a linear operator; {} is not linear (use vml-map, dps or classical)",
-            op.name()
-        )))
+    match op.is_linear() {
+        true => Ok(()),
+        false => Err(not_linear(method, &op.name())),
     }
+}
+
+/// Refuses, before anything is loaded, a method that cannot take the task's operator at
+/// all (the solver would refuse it after the model load).
+pub fn check_method_for(method: Method, task: &crate::task::Task) -> crate::Result<()> {
+    match method.needs_linear() && !task.is_linear() {
+        true => Err(not_linear(method.name(), "JPEG compression")),
+        false => Ok(()),
+    }
+}
+
+fn not_linear(method: &str, what: &str) -> Error {
+    let others: Vec<&str> = Method::ALL
+        .iter()
+        .filter(|m| !m.needs_linear())
+        .map(|m| m.name())
+        .collect();
+    Error::Usage(format!(
+        "{method} needs a linear operator; {what} is not linear (use {})",
+        others.join(", ")
+    ))
 }
 
 /// The operator's SVD, or the usage error every SVD-based method gives without one.
@@ -580,7 +654,7 @@ mod method_tests {
 
     #[test]
     fn names_round_trip_and_only_classical_needs_no_network() {
-        for m in Method::ALL {
+        for &m in Method::ALL {
             assert_eq!(m.name().parse::<Method>(), Ok(m));
             assert_eq!(m.needs_network(), m != Method::Classical);
         }
@@ -625,12 +699,12 @@ mod option_tests {
             "{m}"
         );
         // A preset alone is fine for every method, the classical one included.
-        for q in Quality::ALL {
+        for &q in Quality::ALL {
             let o = SolverOptions {
                 quality: Some(q),
                 ..Default::default()
             };
-            for m in Method::ALL {
+            for &m in Method::ALL {
                 assert!(build(m, &o).is_ok(), "{m} {q}");
             }
         }
@@ -668,7 +742,7 @@ mod option_tests {
         .typed(Method::Ddrm, ddrm::Options::preset)
         .unwrap();
         assert_eq!(o.steps, Some(100));
-        for q in Quality::ALL {
+        for &q in Quality::ALL {
             assert_eq!(q.name().parse::<Quality>(), Ok(q));
         }
         assert!("quick".parse::<Quality>().is_err());

@@ -39,13 +39,8 @@ pub struct Options {
 impl Options {
     /// The budget of a quality preset: `fast`: a quarter of the default's 100 steps; `best`: 250.
     pub fn preset(q: Quality) -> Self {
-        let steps = match q {
-            Quality::Fast => 25,
-            Quality::Normal => return Self::default(),
-            Quality::Best => 250,
-        };
         Options {
-            steps: Some(steps),
+            steps: q.pick(25, 250),
             ..Self::default()
         }
     }

@@ -41,13 +41,8 @@ pub struct Options {
 impl Options {
     /// The budget of a quality preset: `fast`: half the default's 50 steps; `best`: 1000, the paper's budget.
     pub fn preset(q: Quality) -> Self {
-        let steps = match q {
-            Quality::Fast => 25,
-            Quality::Normal => return Self::default(),
-            Quality::Best => 1000,
-        };
         Options {
-            steps: Some(steps),
+            steps: q.pick(25, 1000),
             ..Self::default()
         }
     }

@@ -53,14 +53,9 @@ impl Options {
     /// network passes; 29.4 dB on SR×4 against 31.7 at the default in the session-5
     /// quality–cost sweep, docs/benchmarks.md); `best`: twice the default's levels.
     pub fn preset(q: Quality) -> Self {
-        let (steps, iters) = match q {
-            Quality::Fast => (20, 1),
-            Quality::Normal => return Self::default(),
-            Quality::Best => (2 * VmlMap::DEFAULT_STEPS, VmlMap::DEFAULT_ITERS),
-        };
         Options {
-            steps: Some(steps),
-            iters: Some(iters),
+            steps: q.pick(20, 2 * VmlMap::DEFAULT_STEPS),
+            iters: q.pick(1, VmlMap::DEFAULT_ITERS),
             ..Self::default()
         }
     }
