@@ -701,6 +701,9 @@ fn front_ends_offer_the_engines_methods_and_presets() {
         assert_eq!(n, 1, "vml-magick -method help names {m} {n} times:\n{help}");
     }
     for q in Quality::names() {
-        assert!(help.contains(q), "vml-magick -preset help lacks {q}:\n{help}");
+        assert!(
+            help.contains(q),
+            "vml-magick -preset help lacks {q}:\n{help}"
+        );
     }
 }

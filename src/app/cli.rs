@@ -391,9 +391,10 @@ pub fn parse_deblur(spec: &str) -> Result<Blur> {
             sigma: number(rest, "sigma")?,
         },
         "uniform" | "box" => Blur::Uniform {
-            size: rest.trim().parse::<u32>().map_err(|_| {
-                usage(&format!("size must be a whole number ≥ 1, got '{rest}'"))
-            })?,
+            size: rest
+                .trim()
+                .parse::<u32>()
+                .map_err(|_| usage(&format!("size must be a whole number ≥ 1, got '{rest}'")))?,
         },
         "motion" => {
             let (len, angle) = rest

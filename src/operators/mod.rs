@@ -464,4 +464,3 @@ pub(crate) fn pinv_diag(s: &[f64]) -> Vec<f64> {
 
 /// Singular values below this fraction of the largest are treated as 0 by `pinv`.
 pub const PINV_RTOL: f64 = 1e-6;
-

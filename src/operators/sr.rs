@@ -12,7 +12,6 @@ use super::OperatorError;
 use crate::task::{SrKind, Task};
 use tch::Tensor;
 
-
 pub fn build(shape: [i64; 3], scale: u32, kind: SrKind) -> Result<Separable, OperatorError> {
     Task::Sr {
         scale,
