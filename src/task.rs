@@ -49,6 +49,82 @@ pub enum Blur {
     },
 }
 
+/// A JPEG file's quantisation tables and chroma sampling, as a request carries them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "jpeg_tables")]
+pub struct JpegTables {
+    /// The luma component's sampling factors `[h, v]`, chroma's being 1: `[2, 2]` is
+    /// 4:2:0, `[2, 1]` 4:2:2, `[1, 1]` 4:4:4.
+    #[schemars(extend("items" = { "type": "integer", "enum": [1, 2] }, "minItems" = 2, "maxItems" = 2))]
+    pub sampling: [u8; 2],
+    /// One table (a gray file), or the luma table then chroma's (one for both chroma
+    /// components, or one each): 64 steps each, in natural row-major order (not zig-zag).
+    #[schemars(extend(
+        "minItems" = 1,
+        "maxItems" = 3,
+        "items" = {
+            "type": "array",
+            "minItems": 64,
+            "maxItems": 64,
+            "items": { "type": "integer", "minimum": 1, "maximum": 65535 }
+        }
+    ))]
+    pub quant: Vec<Vec<u16>>,
+}
+
+impl JpegTables {
+    /// The tables in the form the operator takes (checked by [`Task::validate`] first).
+    pub fn to_tables(&self) -> Result<crate::jpeg::Tables, TaskError> {
+        self.validate()?;
+        let table = |q: &[u16]| {
+            let mut t = [0u16; 64];
+            t.copy_from_slice(q);
+            t
+        };
+        let c = |h, v, q: &[u16]| crate::jpeg::Component {
+            h,
+            v,
+            quant: table(q),
+        };
+        let [h, v] = self.sampling;
+        let components = match self.quant.as_slice() {
+            [y] => vec![c(h, v, y)],
+            [y, ch] => vec![c(h, v, y), c(1, 1, ch), c(1, 1, ch)],
+            [y, cb, cr] => vec![c(h, v, y), c(1, 1, cb), c(1, 1, cr)],
+            _ => unreachable!("validated: 1 to 3 tables"),
+        };
+        Ok(crate::jpeg::Tables {
+            components,
+            progressive: false,
+            width: 0,
+            height: 0,
+        })
+    }
+
+    fn validate(&self) -> Result<(), TaskError> {
+        let bad = |m: String| Err(TaskError(m));
+        if self.sampling.iter().any(|f| !(1..=2).contains(f)) {
+            return bad(format!(
+                "JPEG sampling factors must be 1 or 2, got {:?}",
+                self.sampling
+            ));
+        }
+        if !(1..=3).contains(&self.quant.len()) {
+            return bad(format!(
+                "JPEG tables: 1 (gray) to 3 tables, got {}",
+                self.quant.len()
+            ));
+        }
+        if let Some(t) = self.quant.iter().find(|t| t.len() != 64) {
+            return bad(format!("a JPEG table has 64 steps, got {}", t.len()));
+        }
+        if self.quant.iter().flatten().any(|&q| q == 0) {
+            return bad("JPEG table with a zero step".into());
+        }
+        Ok(())
+    }
+}
+
 /// The degradation to undo: `kind` and its parameters.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "lowercase")]
@@ -75,12 +151,16 @@ pub enum Task {
     },
     /// Undo JPEG compression, after the degradation `inner` when given (`--sr 2 --jpeg
     /// auto`: a JPEG of a low-resolution image). `quality` names libjpeg's standard tables
-    /// at that quality (1–100, 4:2:0 chroma); absent, the tables and chroma sampling are
-    /// those of the input file, which must then be a JPEG.
+    /// at that quality (1–100, 4:2:0 chroma); `tables` gives a file's own; with neither,
+    /// the tables and chroma sampling are those of the input file, which must be a JPEG.
     Jpeg {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         #[schemars(range(min = 1, max = 100))]
         quality: Option<u32>,
+        /// The file's own tables, for a client that sends decoded pixels (the GIMP plug-in
+        /// reads them from the file the image was opened from); excludes `quality`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tables: Option<JpegTables>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         inner: Option<Box<Task>>,
     },
@@ -111,9 +191,17 @@ impl Task {
         }
     }
 
-    /// Whether the input's own JPEG tables are needed (`jpeg` without a quality).
+    /// Whether the input's own JPEG tables are needed (`jpeg` with neither a quality nor
+    /// tables).
     pub fn needs_jpeg_tables(&self) -> bool {
-        matches!(self, Task::Jpeg { quality: None, .. })
+        matches!(
+            self,
+            Task::Jpeg {
+                quality: None,
+                tables: None,
+                ..
+            }
+        )
     }
 }
 
@@ -157,6 +245,14 @@ impl Task {
             Task::Jpeg {
                 quality: Some(q), ..
             } if !(1..=100).contains(q) => bad(format!("JPEG quality must be 1–100, got {q}")),
+            Task::Jpeg {
+                quality: Some(_),
+                tables: Some(_),
+                ..
+            } => bad("a JPEG task takes a quality or tables, not both".into()),
+            Task::Jpeg {
+                tables: Some(t), ..
+            } if t.validate().is_err() => t.validate(),
             Task::Jpeg { inner: None, .. } => Ok(()),
             Task::Jpeg { inner: Some(t), .. } => match t.as_ref() {
                 Task::Jpeg { .. } => bad("a JPEG of a JPEG is not modelled".into()),
@@ -265,7 +361,13 @@ mod tests {
         };
         let jpeg = |quality, inner: Option<Task>| Task::Jpeg {
             quality,
+            tables: None,
             inner: inner.map(Box::new),
+        };
+        let tables = |sampling, quant: Vec<Vec<u16>>| Task::Jpeg {
+            quality: None,
+            tables: Some(JpegTables { sampling, quant }),
+            inner: None,
         };
         let custom = |weights: Vec<f32>| {
             Task::Deblur(Blur::Custom {
@@ -289,6 +391,8 @@ mod tests {
             custom(vec![0.0, 2.0]),
             jpeg(Some(1), None),
             jpeg(None, Some(sr(4))),
+            tables([2, 2], vec![vec![16; 64], vec![17; 64]]),
+            tables([1, 1], vec![vec![1; 64]]),
         ];
         for t in &good {
             assert_eq!(t.validate(), Ok(()), "{t:?}");
@@ -319,6 +423,19 @@ mod tests {
             jpeg(None, Some(jpeg(Some(50), None))),
             jpeg(None, Some(Task::Colorize)),
             jpeg(None, Some(sr(3))),
+            tables([3, 1], vec![vec![16; 64]]),
+            tables([2, 2], vec![vec![16; 63]]),
+            tables([2, 2], vec![vec![16; 64], vec![0; 64]]),
+            tables([2, 2], vec![]),
+            tables([2, 2], vec![vec![16; 64]; 4]),
+            Task::Jpeg {
+                quality: Some(50),
+                tables: Some(JpegTables {
+                    sampling: [2, 2],
+                    quant: vec![vec![16; 64]],
+                }),
+                inner: None,
+            },
         ];
         for t in &bad {
             assert!(t.validate().is_err(), "{t:?}");

@@ -778,11 +778,9 @@ fn parse_once(stream: &[u8]) -> Result<(), String> {
             if req.vml != protocol::VERSION || req.image.bytes == 0 {
                 return Err(format!("accepted a request it should refuse: {req:?}"));
             }
-            if req
-                .options
-                .sigma_y
-                .is_some_and(|s| !s.is_finite() || s < 0.0)
-            {
+            if req.options.sigma_y.is_some_and(
+                |s| matches!(s, vml::solvers::SigmaY::Value(v) if !v.is_finite() || v < 0.0),
+            ) {
                 return Err("accepted a bad sigma_y".into());
             }
             let _ = req
@@ -790,9 +788,13 @@ fn parse_once(stream: &[u8]) -> Result<(), String> {
                 .solver_options(&vml::solvers::SolverOptions::default());
             Ok(())
         }
+        // The request's fault either way: malformed (input) or naming a method that does
+        // not exist (usage, as on the command line; the parser knows the typed method).
         Err(e) => match e.error {
-            vml::Error::Input(_) => Ok(()),
-            other => Err(format!("header refused with a non-input error: {other:?}")),
+            vml::Error::Input(_) | vml::Error::Usage(_) => Ok(()),
+            other => Err(format!(
+                "header refused with a non-request error: {other:?}"
+            )),
         },
     }
 }

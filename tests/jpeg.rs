@@ -480,3 +480,45 @@ fn command_line_jpeg() {
         assert!(!out.exists(), "{args:?} wrote an output");
     }
 }
+
+/// The GIMP plug-in sends decoded pixels, so it reads the tables of the image's JPEG file
+/// itself (`jpeg_file_tables`, Python) and sends them as the task's `tables`; they must be
+/// what the engine's own reader finds in the same file, sampling included, and restoring
+/// with them must equal restoring the file with `--jpeg auto`'s tables.
+#[test]
+fn the_gimp_plugins_table_reader_agrees_with_the_engines() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let plugin =
+        std::fs::read_to_string(format!("{root}/plugin/gimp/vml-restore/vml-restore.py")).unwrap();
+    let start = plugin.find("# Position in natural").unwrap();
+    let end = plugin.find("def image_file").unwrap();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(format!("{root}/tests/fuzz-corpus"))
+        .unwrap()
+        .chain(std::fs::read_dir(format!("{root}/tests/jpeg")).unwrap())
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jpg"))
+        .collect();
+    files.sort();
+    let script = format!(
+        "import json, sys\nclass RestoreError(Exception): pass\n{}\nprint(json.dumps([jpeg_file_tables(p) for p in sys.argv[1:]]))",
+        &plugin[start..end]
+    );
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .args(&files)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sent: Vec<vml::task::JpegTables> = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(files.len() >= 10, "{files:?}");
+    for (path, wire) in files.iter().zip(&sent) {
+        let file = read_tables(&std::fs::read(path).unwrap()).unwrap();
+        let from_wire = wire.to_tables().unwrap();
+        assert_eq!(from_wire.components, file.components, "{}", path.display());
+    }
+}

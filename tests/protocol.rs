@@ -707,3 +707,54 @@ fn front_ends_offer_the_engines_methods_and_presets() {
         );
     }
 }
+
+/// `sigma_y: "auto"` is estimated from the input and reported; a file's own JPEG tables
+/// can come in the task (a client that sends decoded pixels), a malformed table cannot.
+#[test]
+fn sigma_y_auto_and_jpeg_tables_in_requests() {
+    // A smooth picture with Gaussian noise of 8 levels of 255 (σ ≈ 0.063 on [-1, 1]).
+    let mut noisy = rgb(64, 64).to_rgb8();
+    let mut state = 12345u64;
+    for p in noisy.pixels_mut() {
+        for c in p.0.iter_mut() {
+            // Box–Muller from a small LCG: enough for a test picture.
+            let mut u = || {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+            };
+            let n = (-2.0 * u().ln()).sqrt() * (std::f64::consts::TAU * u()).cos();
+            *c = (f64::from(*c) + 8.0 * n).round().clamp(0.0, 255.0) as u8;
+        }
+    }
+    let img = png(&image::DynamicImage::ImageRgb8(noisy));
+    let auto = json!({"vml":1,"task":{"kind":"sr","scale":2},"options":{"method":"classical","sigma_y":"auto"}});
+    let words = json!({"vml":1,"task":{"kind":"sr","scale":2},"options":{"method":"classical","sigma_y":"loud"}});
+    let table = |q: u16| vec![q; 64];
+    let tables = json!({"vml":1,"task":{"kind":"jpeg","tables":{"sampling":[2,2],"quant":[table(16), table(24)]}},
+                        "options":{"method":"classical"}});
+    let zero = json!({"vml":1,"task":{"kind":"jpeg","tables":{"sampling":[2,2],"quant":[table(16), table(0)]}},
+                      "options":{"method":"classical"}});
+    let stream: Vec<u8> = [&auto, &words, &tables, &zero]
+        .iter()
+        .flat_map(|h| request(h, &img, None))
+        .collect();
+    let r = run(&["serve"], &stream);
+    assert_eq!(r.code, 0, "{}", r.context());
+    let (h, _, rest) = split_response(&r.stdout);
+    assert_eq!(h["ok"], true, "{h}");
+    let s = h["stats"]["sigma_y"].as_f64().unwrap();
+    assert!(
+        (0.045..0.085).contains(&s),
+        "estimated σ_y {s}, true ≈ 0.063"
+    );
+    let (h, _, rest) = split_response(&rest);
+    check_error("sigma_y as a word", &h, 3);
+    let (h, body, rest) = split_response(&rest);
+    assert_eq!(h["ok"], true, "{h}");
+    assert_eq!(decode(&body).to_rgb8().dimensions(), (64, 64));
+    let (h, _, rest) = split_response(&rest);
+    check_error("a zero JPEG step", &h, 2);
+    assert!(rest.is_empty());
+}

@@ -259,3 +259,67 @@ fn every_method_runs_on_a_unet() {
         );
     }
 }
+
+/// The crate root's names are enough for a caller's whole job: bytes in, a method run on a
+/// task, bytes out (the classical method, so no network is needed).
+#[test]
+fn the_root_api_restores_an_encoded_picture() {
+    let (w, h) = (24u32, 16u32);
+    let n = (w * h) as usize;
+    // 8-bit levels, which a PNG keeps exactly.
+    let color: Vec<f32> = (0..3 * n)
+        .map(|i| ((i * 37) % 256) as f32 / 255.0)
+        .collect();
+    let picture = vml::Picture {
+        width: w,
+        height: h,
+        channels: 3,
+        color,
+        alpha: None,
+        sixteen_bit: false,
+    };
+    let png = vml::encode(&picture, vml::Format::Png).unwrap();
+    let decoded = vml::decode(&png, &vml::Limits::default(), "input").unwrap();
+    assert_eq!(decoded.picture, picture);
+    let task = vml::Task::Sr {
+        scale: 2,
+        downsample: Default::default(),
+    };
+    let settings = vml::Settings {
+        method: vml::Method::Classical,
+        device: "cpu".into(),
+        ..Default::default()
+    };
+    let out = vml::restore(
+        &task,
+        &decoded.picture,
+        None,
+        &settings,
+        &vml::Limits::default(),
+        &mut vml::ModelCache::default(),
+        &mut |_, _| Control::Continue,
+    )
+    .unwrap();
+    assert_eq!((out.picture.width, out.picture.height), (2 * w, 2 * h));
+    assert_eq!(out.stats.method, vml::Method::Classical);
+    let bytes = vml::encode(&out.picture, vml::Format::Png).unwrap();
+    assert!(bytes.starts_with(b"\x89PNG"));
+    // An invalid task is refused by the same check wherever it enters.
+    let bad = vml::Task::Sr {
+        scale: 3,
+        downsample: Default::default(),
+    };
+    assert!(vml::build_operator(&bad, [3, 48, 48], None).is_err());
+    let e = vml::restore(
+        &bad,
+        &decoded.picture,
+        None,
+        &settings,
+        &vml::Limits::default(),
+        &mut vml::ModelCache::default(),
+        &mut |_, _| Control::Continue,
+    )
+    .err()
+    .unwrap();
+    assert_eq!(e.exit_code(), 2, "{e}");
+}

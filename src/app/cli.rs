@@ -8,7 +8,7 @@ use crate::io::{self, Format, Limits};
 use crate::model::Precision;
 use crate::pipeline::progress::{ProgressKind, Reporter};
 use crate::pipeline::{self, signals, ModelCache, Settings};
-use crate::solvers::{Control, Method, Quality, SolverOptions};
+use crate::solvers::{Control, Method, Quality, SigmaY, SolverOptions};
 use crate::task::{Blur, SrKind, Task};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::io::{BufRead, BufReader, IsTerminal, Write};
@@ -96,28 +96,6 @@ pub struct JpegArg {
     pub jpeg: Option<String>,
 }
 
-/// `--sigma-y`: a value on the [-1, 1] scale, or `auto` (estimated from the input).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum SigmaArg {
-    Value(f64),
-    Auto,
-}
-
-impl Default for SigmaArg {
-    fn default() -> Self {
-        SigmaArg::Value(0.0)
-    }
-}
-
-fn parse_sigma_arg(s: &str) -> std::result::Result<SigmaArg, String> {
-    if s == "auto" {
-        return Ok(SigmaArg::Auto);
-    }
-    s.parse::<f64>()
-        .map(SigmaArg::Value)
-        .map_err(|_| format!("'{s}' is neither a number nor auto"))
-}
-
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SrMode {
     #[default]
@@ -194,8 +172,8 @@ pub struct SolveArgs {
     pub seed: u64,
     /// Measurement noise σ_y of the input on the [-1, 1] scale, or `auto` to estimate it
     /// from the input (patch PCA; the value used is logged and in the response's stats).
-    #[arg(long, value_name = "S|auto", default_value = "0", value_parser = parse_sigma_arg)]
-    pub sigma_y: SigmaArg,
+    #[arg(long, value_name = "S|auto", default_value = "0")]
+    pub sigma_y: SigmaY,
     /// Tile side in output pixels (0 = never tile). Default: tile only when the memory
     /// estimate exceeds --max-memory.
     #[arg(long, value_name = "N")]
@@ -344,6 +322,7 @@ impl TaskArgs {
         };
         Ok(Some(Task::Jpeg {
             quality,
+            tables: None,
             inner: inner.map(Box::new),
         }))
     }
@@ -489,11 +468,7 @@ impl SolveArgs {
             device: self.device.clone(),
             precision: self.precision,
             seed: self.seed,
-            sigma_y: match self.sigma_y {
-                SigmaArg::Value(v) => v,
-                SigmaArg::Auto => 0.0,
-            },
-            sigma_y_auto: self.sigma_y == SigmaArg::Auto,
+            sigma_y: self.sigma_y,
             jpeg_tables: None,
             tile: self.tile,
             max_memory: self.max_memory.unwrap_or(pipeline::DEFAULT_MAX_MEMORY),

@@ -8,7 +8,7 @@
 //! exits with that error's code, since whatever follows cannot be framed.
 
 use crate::error::{Error, Result};
-use crate::io::{self, Format, Limits};
+use crate::io::{self, Limits};
 use crate::pipeline::progress::Reporter;
 use crate::pipeline::{self, signals, ModelCache, Settings};
 use crate::protocol::{self, HeaderError, ImageInfo, Request, Response};
@@ -199,14 +199,7 @@ fn handle(
     };
     let mut settings = settings_for(req, defaults)?;
     settings.jpeg_tables = pipeline::jpeg_tables(&req.task, image)?;
-    let format = match &req.options.format {
-        Some(name) => Format::from_name(name).ok_or_else(|| {
-            Error::Input(format!(
-                "unknown output format '{name}': expected png, jpeg, pnm, tiff, webp or bmp"
-            ))
-        })?,
-        None => decoded.format,
-    };
+    let format = req.options.format.unwrap_or(decoded.format);
     let outcome = pipeline::restore(
         &req.task,
         &decoded.picture,
@@ -220,7 +213,7 @@ fn handle(
     reporter.report(1.0, "done");
     let info = ImageInfo {
         bytes: bytes.len() as u64,
-        format: format.name().into(),
+        format,
         width: outcome.picture.width,
         height: outcome.picture.height,
     };
@@ -244,8 +237,8 @@ fn settings_for(req: &Request, defaults: &Settings) -> Result<Settings> {
     if let Some(v) = &o.device {
         s.device = v.clone();
     }
-    if let Some(v) = &o.precision {
-        s.precision = v.parse().map_err(Error::Input)?;
+    if let Some(v) = o.precision {
+        s.precision = v;
     }
     if let Some(v) = o.seed {
         s.seed = v;

@@ -24,6 +24,19 @@ pub enum Format {
     Bmp,
 }
 
+/// A format name or extension, as [`Format::from_name`]; the error lists the names.
+impl std::str::FromStr for Format {
+    type Err = String;
+
+    fn from_str(name: &str) -> std::result::Result<Self, String> {
+        Format::from_name(name).ok_or_else(|| {
+            format!("unknown output format '{name}': expected png, jpeg, pnm, tiff, webp or bmp")
+        })
+    }
+}
+
+serde_by_name!(Format);
+
 impl Format {
     pub const ALL: [Format; 6] = [
         Format::Png,

@@ -41,7 +41,8 @@ impl Precision {
     }
 }
 
-/// For command-line flags: the same names as `parse`, and an error that lists them.
+/// For command-line flags and the protocol: the same names as `parse`, and an error that
+/// lists them.
 impl std::str::FromStr for Precision {
     type Err = String;
 
@@ -49,6 +50,8 @@ impl std::str::FromStr for Precision {
         Self::parse(s).ok_or_else(|| format!("bad precision '{s}': fp32, fp16 or bf16"))
     }
 }
+
+serde_by_name!(Precision);
 
 pub struct Network {
     unet: UNet,

@@ -145,19 +145,27 @@ pub fn build_with(
     task.validate()?;
     check_shape(shape)?;
     Ok(match task {
-        Task::Jpeg { quality, inner } => {
+        Task::Jpeg {
+            quality,
+            tables: given,
+            inner,
+        } => {
             let inner = match inner.as_deref() {
                 Some(t) => Some(build_with(t, shape, mask, None)?),
                 None => None,
             };
-            let standard;
-            let tables = match (quality, jpeg) {
-                (Some(q), _) => {
-                    standard = crate::jpeg::standard_tables(*q, 2, 2, 0, 0);
-                    &standard
+            let own;
+            let tables = match (quality, given, jpeg) {
+                (Some(q), _, _) => {
+                    own = crate::jpeg::standard_tables(*q, 2, 2, 0, 0);
+                    &own
                 }
-                (None, Some(t)) => t,
-                (None, None) => {
+                (None, Some(t), _) => {
+                    own = t.to_tables()?;
+                    &own
+                }
+                (None, None, Some(t)) => t,
+                (None, None, None) => {
                     return Err(OperatorError::Invalid(
                         "JPEG 'auto' needs the input file's tables (the input must be a JPEG)"
                             .into(),

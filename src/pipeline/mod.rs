@@ -14,7 +14,7 @@ use crate::io::{Limits, Picture};
 use crate::model::Precision;
 use crate::operators::{self, Operator};
 use crate::protocol::Stats;
-use crate::solvers::{self, Control, Method, Problem, Progress, SolverOptions};
+use crate::solvers::{self, Control, Method, Problem, Progress, SigmaY, SolverOptions};
 use crate::task::Task;
 use std::collections::HashMap;
 use tch::{Device, Kind, Tensor};
@@ -43,10 +43,8 @@ pub struct Settings {
     /// The network's float type; half precisions need a CUDA device.
     pub precision: Precision,
     pub seed: u64,
-    /// Measurement noise σ_y on the [-1, 1] scale.
-    pub sigma_y: f64,
-    /// Estimate σ_y from the input instead (`--sigma-y auto`, `operators::noise`).
-    pub sigma_y_auto: bool,
+    /// Measurement noise σ_y on the [-1, 1] scale, or `auto` (`operators::noise`).
+    pub sigma_y: SigmaY,
     /// The input file's JPEG tables, for `jpeg` without a quality ([`jpeg_tables`]).
     pub jpeg_tables: Option<crate::jpeg::Tables>,
     /// `None`: whole image when the memory estimate fits `max_memory`, tiles otherwise;
@@ -65,8 +63,7 @@ impl Default for Settings {
             device: "auto".into(),
             precision: Precision::Fp32,
             seed: 0,
-            sigma_y: 0.0,
-            sigma_y_auto: false,
+            sigma_y: SigmaY::default(),
             jpeg_tables: None,
             tile: None,
             max_memory: DEFAULT_MAX_MEMORY,
@@ -177,10 +174,9 @@ pub fn restore(
     let started = std::time::Instant::now();
     task.validate()?;
     solvers::check_method_for(settings.method, task)?;
-    if !settings.sigma_y.is_finite() || settings.sigma_y < 0.0 {
+    if let Some(v) = settings.sigma_y.invalid() {
         return Err(Error::Usage(format!(
-            "sigma-y must be a finite number ≥ 0, got {}",
-            settings.sigma_y
+            "sigma-y must be a finite number ≥ 0, got {v}"
         )));
     }
     // Everything about the input is checked before anything is loaded.
@@ -320,17 +316,16 @@ pub fn restore_with(
         _ => None,
     };
 
-    let sigma_y = if settings.sigma_y_auto {
-        estimate_noise(task, &x_in, mask_plane.as_ref())?
-    } else {
-        settings.sigma_y
+    let sigma_y = match settings.sigma_y {
+        SigmaY::Auto => estimate_noise(task, &x_in, mask_plane.as_ref())?,
+        SigmaY::Value(v) => v,
     };
     let tiles = plan.tiles();
     let ntiles = tiles.len();
     let acc = Tensor::zeros([1, 3, pad_h, pad_w], (Kind::Float, device));
     let wsum = Tensor::zeros([1, 1, pad_h, pad_w], (Kind::Float, device));
     let mut stats = Stats {
-        method: settings.method.name().into(),
+        method: settings.method,
         device: format!("{device:?}").to_lowercase(),
         // The network the pixels came from: the one named, or the default; none for methods
         // that use no network.

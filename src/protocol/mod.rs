@@ -11,7 +11,9 @@
 //! version other than [`VERSION`] is refused.
 
 use crate::error::{Error, Result};
-use crate::solvers::{Method, SolverOptions};
+use crate::io::Format;
+use crate::model::Precision;
+use crate::solvers::{Method, SigmaY, SolverOptions};
 use crate::task::Task;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -52,12 +54,11 @@ pub struct Options {
     pub device: Option<String>,
     /// `fp32`, `fp16` or `bf16`, as `--precision`; half precision needs a CUDA device.
     #[schemars(with = "Option<schema::PrecisionName>")]
-    pub precision: Option<String>,
+    pub precision: Option<Precision>,
     /// Seed of all the noise a method draws, as `--seed`.
     pub seed: Option<u64>,
-    /// Measurement noise σ_y on the [-1, 1] scale, as `--sigma-y`.
-    #[schemars(range(min = 0.0))]
-    pub sigma_y: Option<f64>,
+    /// Measurement noise σ_y on the [-1, 1] scale or `"auto"`, as `--sigma-y`.
+    pub sigma_y: Option<SigmaY>,
     /// Tile size in output pixels; 0 = never tile.
     pub tile: Option<u32>,
     /// Memory budget, a number of bytes or a string like `"8G"`.
@@ -65,7 +66,7 @@ pub struct Options {
     pub max_memory: Option<serde_json::Value>,
     /// Output format name (`png`, `jpeg`, `pnm`, `tiff`, `webp`, `bmp`); default: the input's.
     #[schemars(with = "Option<schema::FormatName>")]
-    pub format: Option<String>,
+    pub format: Option<Format>,
     /// The solver's own settings (`steps`, `iters`, …), at the same level; kept as JSON so
     /// that they can be laid over the command line's (see `Options::solver_options`).
     #[serde(flatten)]
@@ -118,7 +119,7 @@ pub struct ImageInfo {
     pub bytes: u64,
     /// The format it is encoded in.
     #[schemars(with = "schema::WrittenFormat")]
-    pub format: String,
+    pub format: Format,
     #[schemars(range(min = 1))]
     pub width: u32,
     #[schemars(range(min = 1))]
@@ -129,7 +130,7 @@ pub struct ImageInfo {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[schemars(rename = "stats")]
 pub struct Stats {
-    pub method: String,
+    pub method: Method,
     pub device: String,
     pub model: Option<String>,
     pub steps: usize,
@@ -321,10 +322,8 @@ fn framing_of(
 
 /// Refuses NaN-free but meaningless numbers that serde accepts.
 fn check_numbers(req: &Request) -> std::result::Result<(), String> {
-    if let Some(s) = req.options.sigma_y {
-        if !s.is_finite() || s < 0.0 {
-            return Err(format!("sigma_y must be a finite number ≥ 0, got {s}"));
-        }
+    if let Some(s) = req.options.sigma_y.and_then(SigmaY::invalid) {
+        return Err(format!("sigma_y must be a finite number ≥ 0, got {s}"));
     }
     if req.image.bytes == 0 {
         return Err("image.bytes is 0: there is no image".into());

@@ -89,6 +89,90 @@ pub enum Init {
     Classical,
 }
 
+/// The measurement noise σ_y as the user gives it: a standard deviation on the [-1, 1]
+/// pixel scale, or `auto`, estimated from the input (`operators::noise`). Written as a
+/// number or the string `"auto"` in the protocol, as on the command line.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum SigmaY {
+    Value(f64),
+    Auto,
+}
+
+impl Default for SigmaY {
+    fn default() -> Self {
+        SigmaY::Value(0.0)
+    }
+}
+
+impl SigmaY {
+    /// A value that is not a finite number ≥ 0, if this is one (`auto` is fine).
+    pub fn invalid(self) -> Option<f64> {
+        match self {
+            SigmaY::Value(v) if !v.is_finite() || v < 0.0 => Some(v),
+            _ => None,
+        }
+    }
+}
+
+impl std::str::FromStr for SigmaY {
+    type Err = String;
+
+    /// A number (checked for its range where it is used) or `auto`.
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.trim() {
+            "auto" => Ok(SigmaY::Auto),
+            t => t
+                .parse::<f64>()
+                .map(SigmaY::Value)
+                .map_err(|_| format!("'{s}' is neither a number nor auto")),
+        }
+    }
+}
+
+impl Serialize for SigmaY {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            SigmaY::Value(v) => s.serialize_f64(*v),
+            SigmaY::Auto => s.serialize_str("auto"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SigmaY {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Wire<'a> {
+            Number(f64),
+            Word(std::borrow::Cow<'a, str>),
+        }
+        match Wire::deserialize(d)? {
+            Wire::Number(v) => Ok(SigmaY::Value(v)),
+            Wire::Word(w) if w == "auto" => Ok(SigmaY::Auto),
+            Wire::Word(w) => Err(serde::de::Error::custom(format!(
+                "sigma_y must be a number ≥ 0 or \"auto\", got \"{w}\""
+            ))),
+        }
+    }
+}
+
+impl JsonSchema for SigmaY {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "sigma_y".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "Measurement noise σ_y on the [-1, 1] scale, or \"auto\": estimated \
+                from the input (patch PCA; the value used is the response's stats.sigma_y).",
+            "oneOf": [
+                { "type": "number", "minimum": 0 },
+                { "const": "auto" }
+            ]
+        })
+    }
+}
+
 /// Settings of the methods as the command line, the protocol and `bench` carry them: one
 /// flat set of fields under the names the user types (`steps`, `eta`, …). `None` means the
 /// method's own default (documented on each field and in docs/algorithm.md). Each method
@@ -310,18 +394,7 @@ macro_rules! named_enum {
             }
         }
 
-        impl Serialize for $ty {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-                s.serialize_str(self.name())
-            }
-        }
-
-        impl<'de> Deserialize<'de> for $ty {
-            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-                let name = std::borrow::Cow::<'de, str>::deserialize(d)?;
-                name.parse().map_err(serde::de::Error::custom)
-            }
-        }
+        serde_by_name!($ty);
 
         impl JsonSchema for $ty {
             fn schema_name() -> std::borrow::Cow<'static, str> {

@@ -208,6 +208,18 @@ echo "       | binary_error message: $(r binary_error message)"
         "$(r deep_alpha_sr status) $(r deep_alpha_sr width) alpha=$(r deep_alpha_sr top_has_alpha) $(r deep_alpha_sr precision)"; show_case deep_alpha_sr; }
 check "16-bit RGBA: result has the original's mean and spread" stats_close deep_alpha_sr
 
+# JPEG artefacts: the tables of the file the image came from, or the quality given
+[[ $(r jpeg_file status) == success && $(r jpeg_file layers 0) == '["jpeg", 96, 64]' ]] &&
+    pass "jpeg: image opened from a JPEG restored with the file's tables, new layer 'jpeg'" ||
+    { fail "jpeg: image opened from a JPEG restored with the file's tables, new layer 'jpeg'" "$(r jpeg_file status) $(r jpeg_file layers)"; show_case jpeg_file; }
+[[ $(r jpeg_no_file refused status) == execution-error && $(r jpeg_no_file refused message) == *quality* &&
+    $(r jpeg_no_file given status) == success && $(r jpeg_no_file given layers 0 0) == jpeg ]] &&
+    pass "jpeg: a PNG image needs a quality (refused without one, restored with one)" ||
+    fail "jpeg: a PNG image needs a quality (refused without one, restored with one)" "$(r jpeg_no_file)"
+[[ $(r estimate_noise status) == success && $(r estimate_noise width) == 192 ]] &&
+    pass "estimate noise: sr2 with sigma_y auto works" ||
+    { fail "estimate noise: sr2 with sigma_y auto works" "$(r estimate_noise status)"; show_case estimate_noise; }
+
 # --- cancel: kill the plug-in mid-restore, as GIMP's Cancel does (SIGKILL); vml-filter must go.
 # A 1024x1024 picture with an 820x820 hole keeps the classical method busy for many seconds on
 # this machine; if it ever finishes before the kill, the case fails (it never passes untested).

@@ -215,11 +215,38 @@ def cancel():
     return r
 
 
+def jpeg_from_file():
+    # Saved as a JPEG by GIMP, opened again: the plug-in reads that file's tables itself.
+    img = load()
+    path = os.path.join(OUT, 'in.jpg')
+    Gimp.file_save(Gimp.RunMode.NONINTERACTIVE, img, Gio.File.new_for_path(path), None)
+    img.delete()
+    img = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(path))
+    status, msg = call(img, img.get_layers()[0], task='jpeg', jpeg_quality=0, method=METHOD)
+    r = {'status': status, 'message': msg}
+    r.update(describe(img))
+    img.delete()
+    return r
+
+
+def jpeg_needs_a_file_or_quality():
+    # in.png is no JPEG: without a quality the plug-in must refuse, with one it restores.
+    refused = whole_layer(task='jpeg', jpeg_quality=0, method=METHOD)
+    given = whole_layer(task='jpeg', jpeg_quality=40, method=METHOD)
+    return {'refused': refused, 'given': given}
+
+
+def estimate_noise():
+    return whole_layer(task='sr2', method=METHOD, estimate_noise=True)
+
+
 for name, fn in [('registration', registration), ('inpaint', inpaint), ('sr2', sr2), ('denoise', denoise_in_selection),
                  ('deblur', deblur_motion_in_selection), ('sr4', sr4), ('colorize', colorize_gray),
                  ('inpaint_no_selection', inpaint_without_selection),
                  ('missing_binary', missing_binary), ('binary_error', binary_error),
-                 ('gray_sr', gray_sr), ('deep_alpha_sr', deep_alpha_sr), ('cancel', cancel)]:
+                 ('gray_sr', gray_sr), ('deep_alpha_sr', deep_alpha_sr), ('jpeg_file', jpeg_from_file),
+                 ('jpeg_no_file', jpeg_needs_a_file_or_quality), ('estimate_noise', estimate_noise),
+                 ('cancel', cancel)]:
     only = os.environ.get('VML_TEST_ONLY')
     if only and name not in only.split(','):
         continue

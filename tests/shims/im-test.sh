@@ -102,6 +102,15 @@ done
 check "IM6: 16-bit TIFF in, 16-bit PNG out" bash -c "'$VM' deep.tif -sr 2 ${M[*]} deep-out.png && [[ \$($IM deep-out.png -format '%wx%h %z' info:) == '128x96 16' ]]"
 check "IM6: orientation tag applied (rotated TIFF -> 96x128)" bash -c "'$VM' rotated.tif -sr 2 ${M[*]} rot.png && [[ \$($IM rot.png -format '%wx%h' info:) == 96x128 ]]"
 check "IM6: alpha channel survives" bash -c "'$VM' rgba.png -sr 2 ${M[*]} rgba-out.png && [[ \$($IM rgba-out.png -format '%A' info:) =~ ^(True|Blend)$ ]]"
+# -jpeg auto hands the JPEG itself to vml-filter (which refuses anything else with exit 2, so
+# exit 0 shows the file went through with its tables); -jpeg Q composes with a task.
+check "IM6: -jpeg auto on a JPEG (64x48)" bash -c "'$VM' photo.jpg -jpeg auto ${M[*]} jq.png && [[ \$($IM jq.png -format '%wx%h' info:) == 64x48 ]]"
+check "IM6: -sr 2 -jpeg 30 -> 128x96" bash -c "'$VM' photo.jpg -sr 2 -jpeg 30 ${M[*]} jsr.png && [[ \$($IM jsr.png -format '%wx%h' info:) == 128x96 ]]"
+"$VM" holed.png -jpeg auto "${M[@]}" jbad.png 2>err.txt
+st=$?
+[[ $st == 2 && ! -e jbad.png ]] && grep -qi "jpeg" err.txt && pass "IM6: -jpeg auto on a PNG: exit 2, no output" ||
+    fail "IM6: -jpeg auto on a PNG: exit 2, no output" "exit $st"
+check "IM6: -sigma-y auto passes through" "$VM" photo.jpg -sr 2 -sigma-y auto "${M[@]}" sy.png
 
 icc=""
 for f in /usr/share/color/icc/ghostscript/a98.icc /usr/share/color/icc/*/*.icc; do

@@ -42,6 +42,8 @@ TASKS = [
     ('deblur', 'Deblur', 'Undo a blur of the chosen kernel and size'),
     ('denoise', 'Denoise', 'Remove Gaussian noise of the chosen strength'),
     ('colorize', 'Colorize', 'Colour a gray picture'),
+    ('jpeg', 'JPEG artefacts', 'Undo JPEG compression (blocks, ringing) with the tables of the '
+     'JPEG file the image came from, or of the quality given'),
 ]
 KERNELS = [
     ('gaussian', 'Gaussian', 'Size is the standard deviation in pixels'),
@@ -189,7 +191,70 @@ def layer_format(drawable, high_depth):
 # ---------------------------------------------------------------------------------------------
 # Talking to vml-filter.
 
-def build_task(config):
+# Position in natural (row-major) order of the k-th coefficient of a JPEG zig-zag scan.
+ZIGZAG = [0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5, 12, 19, 26, 33, 40, 48, 41, 34,
+          27, 20, 13, 6, 7, 14, 21, 28, 35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23, 30, 37,
+          44, 51, 58, 59, 52, 45, 38, 31, 39, 46, 53, 60, 61, 54, 47, 55, 62, 63]
+
+
+def jpeg_file_tables(path):
+    """The protocol's `tables` of a JPEG file: its quantisation tables (natural order) and
+    luma sampling, from the DQT and SOF markers before the first scan. vml-filter checks
+    them again; this only has to read them, and refuses what it cannot read."""
+    with open(path, 'rb') as f:
+        data = f.read()
+    if data[:2] != b'\xff\xd8':
+        raise RestoreError('%s is not a JPEG file' % path)
+    tables, components, i = {}, None, 2
+    while i + 4 <= len(data):
+        if data[i] != 0xFF:
+            raise RestoreError('%s: malformed JPEG marker structure' % path)
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        length = int.from_bytes(data[i + 2:i + 4], 'big')
+        body = data[i + 4:i + 2 + length]
+        if marker == 0xDB:  # DQT: tables of 64 steps, 8- or 16-bit
+            j = 0
+            while j < len(body):
+                wide, slot = body[j] >> 4, body[j] & 15
+                n = 128 if wide else 64
+                raw = body[j + 1:j + 1 + n]
+                steps = [int.from_bytes(raw[2 * k:2 * k + 2], 'big') for k in range(64)] \
+                    if wide else list(raw)
+                natural = [0] * 64
+                for k, v in enumerate(steps):
+                    natural[ZIGZAG[k]] = v
+                tables[slot] = natural
+                j += 1 + n
+        elif marker in (0xC0, 0xC1, 0xC2):  # baseline, extended, progressive
+            count = body[5]
+            components = [(body[6 + 3 * c + 1] >> 4, body[6 + 3 * c + 1] & 15, body[6 + 3 * c + 2])
+                          for c in range(count)]
+        elif 0xC3 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            raise RestoreError('%s: this kind of JPEG (SOF%d) is not modelled' % (path, marker - 0xC0))
+        elif marker == 0xDA:  # first scan: every table it uses is known
+            break
+        i += 2 + length
+    if not components or any(tq not in tables for _, _, tq in components):
+        raise RestoreError('%s: no usable JPEG tables found' % path)
+    (h, v, _), rest = components[0], components[1:]
+    if any((ch, cv) != (1, 1) for ch, cv, _ in rest):
+        raise RestoreError('%s: unusual chroma sampling, not modelled' % path)
+    return {'sampling': [h, v], 'quant': [tables[tq] for _, _, tq in components]}
+
+
+def image_file(image):
+    """The file the image was opened or imported from, or None."""
+    for getter in ('get_imported_file', 'get_file'):
+        f = getattr(image, getter, lambda: None)()
+        if f is not None and f.get_path():
+            return f.get_path()
+    return None
+
+
+def build_task(config, image=None):
     task = config.get_property('task')
     if task == 'inpaint':
         return {'kind': 'inpaint'}
@@ -208,6 +273,15 @@ def build_task(config):
         return {'kind': 'denoise', 'sigma': config.get_property('denoise-strength')}
     if task == 'colorize':
         return {'kind': 'colorize'}
+    if task == 'jpeg':
+        quality = config.get_property('jpeg-quality')
+        if quality > 0:
+            return {'kind': 'jpeg', 'quality': quality}
+        path = image_file(image) if image is not None else None
+        if not path or not path.lower().endswith(('.jpg', '.jpeg', '.jpe', '.jfif')):
+            raise RestoreError('JPEG artefacts: the image was not opened from a JPEG file; '
+                               'give the JPEG quality it was saved with')
+        return {'kind': 'jpeg', 'tables': jpeg_file_tables(path)}
     raise RestoreError('unknown task %r' % task)
 
 
@@ -218,6 +292,8 @@ def build_options(config):
     # PNG back whatever the layer came as: GIMP reads it losslessly, 16-bit included.
     options = {'method': method, 'seed': config.get_property('seed'),
                'quality': config.get_property('quality'), 'format': 'png'}
+    if config.get_property('estimate-noise'):
+        options['sigma_y'] = 'auto'  # vml-filter estimates it from the layer
     steps = config.get_property('steps')
     if steps > 0 and method != 'classical':
         options['steps'] = steps
@@ -335,7 +411,8 @@ def _error(procedure, message):
 def _crop_box(drawable, task, has_selection):
     """Region of the drawable to send: the whole layer, or the selection's box plus context."""
     w, h = drawable.get_width(), drawable.get_height()
-    if task.get('kind') == 'sr' or not has_selection:
+    # A JPEG's 8x8 blocks are counted from the file's corner: JPEG artefacts need it all.
+    if task.get('kind') in ('sr', 'jpeg') or not has_selection:
         return 0, 0, w, h
     ok, x, y, bw, bh = drawable.mask_intersect()
     if not ok:
@@ -367,6 +444,7 @@ def _grey_out_unused(dialog):
                                    _string_values('motion'), True)
         dialog.set_sensitive_if_in('denoise-strength', None, 'task', _string_values('denoise'),
                                    True)
+        dialog.set_sensitive_if_in('jpeg-quality', None, 'task', _string_values('jpeg'), True)
     except Exception as e:  # a cosmetic nicety: never worth failing the dialog over
         sys.stderr.write('vml-restore: cannot grey out unused fields: %s\n' % e)
 
@@ -393,7 +471,7 @@ def restore(procedure, run_mode, image, drawables, config, data):
     tmpdir = None
     undo_open = False
     try:
-        task = build_task(config)
+        task = build_task(config, image)
         label = config.get_property('task')
         binary = find_filter(config.get_property('vml-filter'))
         has_selection = not Gimp.Selection.is_empty(image)
@@ -520,7 +598,8 @@ class VmlRestore(Gimp.PlugIn):
         p.add_menu_path('<Image>/Filters/Enhance')
         p.set_documentation(
             'Restore the layer with a diffusion prior (VML-MAP)',
-            'Inpaints the selection, upscales the image, deblurs, denoises or colorizes the '
+            'Inpaints the selection, upscales the image, deblurs, denoises, colorizes or undoes '
+            'JPEG artefacts of the '
             'active layer with vml-filter. The result goes to a new layer named after the '
             'task; with a selection, only the selected pixels change.',
             name)
@@ -535,6 +614,10 @@ class VmlRestore(Gimp.PlugIn):
                               'degrees counter-clockwise', -180.0, 180.0, 0.0, rw)
         p.add_double_argument('denoise-strength', '_Noise strength', 'Standard deviation of '
                               'the noise on the [-1, 1] pixel scale', 0.0, 1.0, 0.1, rw)
+        p.add_int_argument('jpeg-quality', '_JPEG quality', 'Quality the JPEG was saved with; '
+                           "0 = read its tables from the image's JPEG file", 0, 100, 0, rw)
+        p.add_boolean_argument('estimate-noise', 'Estimate _noise', 'Estimate the noise of the '
+                               'layer and let the method account for it', False, rw)
         p.add_choice_argument('method', '_Method', 'Restoration algorithm', _choice(METHODS),
                               'vml-map', rw)
         p.add_choice_argument('quality', '_Quality', "vml-filter's budget preset for the method",
