@@ -54,7 +54,8 @@ pub mod operators;
 pub mod pipeline;
 pub mod protocol;
 pub mod registry;
-mod rng;
+/// The seeded random streams every method, measurement and training run draws from.
+pub mod rng;
 pub mod solvers;
 pub mod task;
 
