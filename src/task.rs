@@ -151,12 +151,18 @@ pub enum Task {
     },
     /// Undo JPEG compression, after the degradation `inner` when given (`--sr 2 --jpeg
     /// auto`: a JPEG of a low-resolution image). `quality` names libjpeg's standard tables
-    /// at that quality (1–100, 4:2:0 chroma); `tables` gives a file's own; with neither,
+    /// at that quality (1–100; 4:2:0 chroma unless `sampling` says); `tables` gives a
+    /// file's own; with neither,
     /// the tables and chroma sampling are those of the input file, which must be a JPEG.
     Jpeg {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         #[schemars(range(min = 1, max = 100))]
         quality: Option<u32>,
+        /// With `quality`: the luma sampling factors `[h, v]` of the file (`[2, 2]`, 4:2:0,
+        /// when absent; `[1, 1]` is 4:4:4, `[2, 1]` 4:2:2).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(extend("items" = { "type": "integer", "enum": [1, 2] }, "minItems" = 2, "maxItems" = 2))]
+        sampling: Option<[u8; 2]>,
         /// The file's own tables, for a client that sends decoded pixels (the GIMP plug-in
         /// reads them from the file the image was opened from); excludes `quality`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -250,6 +256,16 @@ impl Task {
                 tables: Some(_),
                 ..
             } => bad("a JPEG task takes a quality or tables, not both".into()),
+            Task::Jpeg {
+                quality: None,
+                sampling: Some(_),
+                ..
+            } => bad("JPEG sampling goes with a quality (tables carry their own)".into()),
+            Task::Jpeg {
+                sampling: Some(f), ..
+            } if f.iter().any(|f| !(1..=2).contains(f)) => {
+                bad(format!("JPEG sampling factors must be 1 or 2, got {f:?}"))
+            }
             Task::Jpeg {
                 tables: Some(t), ..
             } if t.validate().is_err() => t.validate(),
@@ -361,11 +377,19 @@ mod tests {
         };
         let jpeg = |quality, inner: Option<Task>| Task::Jpeg {
             quality,
+            sampling: None,
             tables: None,
             inner: inner.map(Box::new),
         };
+        let sampled = |sampling| Task::Jpeg {
+            quality: Some(90),
+            sampling: Some(sampling),
+            tables: None,
+            inner: None,
+        };
         let tables = |sampling, quant: Vec<Vec<u16>>| Task::Jpeg {
             quality: None,
+            sampling: None,
             tables: Some(JpegTables { sampling, quant }),
             inner: None,
         };
@@ -393,6 +417,8 @@ mod tests {
             jpeg(None, Some(sr(4))),
             tables([2, 2], vec![vec![16; 64], vec![17; 64]]),
             tables([1, 1], vec![vec![1; 64]]),
+            sampled([1, 1]),
+            sampled([2, 1]),
         ];
         for t in &good {
             assert_eq!(t.validate(), Ok(()), "{t:?}");
@@ -428,8 +454,16 @@ mod tests {
             tables([2, 2], vec![vec![16; 64], vec![0; 64]]),
             tables([2, 2], vec![]),
             tables([2, 2], vec![vec![16; 64]; 4]),
+            sampled([4, 1]),
+            Task::Jpeg {
+                quality: None,
+                sampling: Some([2, 2]),
+                tables: None,
+                inner: None,
+            },
             Task::Jpeg {
                 quality: Some(50),
+                sampling: None,
                 tables: Some(JpegTables {
                     sampling: [2, 2],
                     quant: vec![vec![16; 64]],

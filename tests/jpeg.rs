@@ -522,3 +522,34 @@ fn the_gimp_plugins_table_reader_agrees_with_the_engines() {
         assert_eq!(from_wire.components, file.components, "{}", path.display());
     }
 }
+
+/// `{"kind":"jpeg","quality":Q,"sampling":[h,v]}` (what the GIMP plug-in sends for a file
+/// GIMP loaded with libjpeg's standard tables) is the operator of those tables at that
+/// sampling; without `sampling` it is 4:2:0.
+#[test]
+fn a_quality_with_its_sampling_is_the_standard_tables_at_that_sampling() {
+    let x = Tensor::rand([1, 3, 32, 32], (Kind::Float, tch::Device::Cpu)) * 2.0 - 1.0;
+    let task = |sampling| vml::task::Task::Jpeg {
+        quality: Some(40),
+        sampling,
+        tables: None,
+        inner: None,
+    };
+    let y = |t: &vml::task::Task| {
+        vml::operators::build(t, [3, 32, 32], None)
+            .unwrap()
+            .forward(&x)
+    };
+    let direct = |h, v| {
+        Jpeg::new(&standard_tables(40, h, v, 0, 0), [3, 32, 32], None)
+            .unwrap()
+            .forward(&x)
+    };
+    let (y444, y420) = (y(&task(Some([1, 1]))), y(&task(None)));
+    assert!(y444.allclose(&direct(1, 1), 0.0, 0.0, false));
+    assert!(y420.allclose(&direct(2, 2), 0.0, 0.0, false));
+    assert!(
+        !y444.allclose(&y420, 1e-3, 1e-3, false),
+        "sampling changed nothing"
+    );
+}

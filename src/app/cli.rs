@@ -322,6 +322,7 @@ impl TaskArgs {
         };
         Ok(Some(Task::Jpeg {
             quality,
+            sampling: None,
             tables: None,
             inner: inner.map(Box::new),
         }))

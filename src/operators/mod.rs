@@ -147,6 +147,7 @@ pub fn build_with(
     Ok(match task {
         Task::Jpeg {
             quality,
+            sampling,
             tables: given,
             inner,
         } => {
@@ -157,7 +158,8 @@ pub fn build_with(
             let own;
             let tables = match (quality, given, jpeg) {
                 (Some(q), _, _) => {
-                    own = crate::jpeg::standard_tables(*q, 2, 2, 0, 0);
+                    let [h, v] = sampling.unwrap_or([2, 2]);
+                    own = crate::jpeg::standard_tables(*q, h, v, 0, 0);
                     &own
                 }
                 (None, Some(t), _) => {

@@ -210,8 +210,8 @@ check "16-bit RGBA: result has the original's mean and spread" stats_close deep_
 
 # JPEG artefacts: the tables of the file the image came from, or the quality given
 [[ $(r jpeg_file status) == success && $(r jpeg_file layers 0) == '["jpeg", 96, 64]' ]] &&
-    pass "jpeg: image opened from a JPEG restored with the file's tables, new layer 'jpeg'" ||
-    { fail "jpeg: image opened from a JPEG restored with the file's tables, new layer 'jpeg'" "$(r jpeg_file status) $(r jpeg_file layers)"; show_case jpeg_file; }
+    pass "jpeg: image loaded from a JPEG restored with what GIMP kept of its tables, new layer 'jpeg'" ||
+    { fail "jpeg: image loaded from a JPEG restored with what GIMP kept of its tables, new layer 'jpeg'" "$(r jpeg_file status) $(r jpeg_file layers)"; show_case jpeg_file; }
 [[ $(r jpeg_no_file refused status) == execution-error && $(r jpeg_no_file refused message) == *quality* &&
     $(r jpeg_no_file given status) == success && $(r jpeg_no_file given layers 0 0) == jpeg ]] &&
     pass "jpeg: a PNG image needs a quality (refused without one, restored with one)" ||

@@ -216,7 +216,8 @@ def cancel():
 
 
 def jpeg_from_file():
-    # Saved as a JPEG by GIMP, opened again: the plug-in reads that file's tables itself.
+    # Saved as a JPEG by GIMP, opened again: the plug-in takes the file's quality and sampling
+    # from what GIMP's loader kept with the image (a script's file_load records no file name).
     img = load()
     path = os.path.join(OUT, 'in.jpg')
     Gimp.file_save(Gimp.RunMode.NONINTERACTIVE, img, Gio.File.new_for_path(path), None)

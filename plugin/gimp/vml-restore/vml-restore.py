@@ -254,6 +254,31 @@ def image_file(image):
     return None
 
 
+def jpeg_parasite_task(image):
+    """The JPEG task from what GIMP's JPEG loader keeps with the image (its `jpeg-settings`
+    parasite: colour space, quality, component count, table count, each component's
+    sampling factors, then any tables as 64 big-endian 16-bit steps in libjpeg's natural
+    order). No tables means the file's are libjpeg's standard ones at that quality."""
+    par = image.get_parasite('jpeg-settings')
+    if par is None:
+        return None
+    d = bytes(par.get_data())
+    if len(d) < 4 or len(d) < 4 + 2 * d[2] + 128 * d[3]:
+        return None
+    quality, ncomp, ntables = d[1], d[2], d[3]
+    factors = [(d[4 + 2 * c], d[5 + 2 * c]) for c in range(ncomp)]
+    if not factors or any(f != (1, 1) for f in factors[1:]):
+        raise RestoreError('JPEG artefacts: unusual chroma sampling, not modelled')
+    h, v = factors[0]
+    if ntables == 0:
+        return {'kind': 'jpeg', 'quality': quality, 'sampling': [h, v]}
+    off = 4 + 2 * ncomp
+    tables = [[int.from_bytes(d[off + 128 * t + 2 * i:off + 128 * t + 2 * i + 2], 'big')
+               for i in range(64)] for t in range(ntables)]
+    quant = tables[:1] if ncomp == 1 else tables[:3]
+    return {'kind': 'jpeg', 'tables': {'sampling': [h, v], 'quant': quant}}
+
+
 def build_task(config, image=None):
     task = config.get_property('task')
     if task == 'inpaint':
@@ -277,6 +302,10 @@ def build_task(config, image=None):
         quality = config.get_property('jpeg-quality')
         if quality > 0:
             return {'kind': 'jpeg', 'quality': quality}
+        # What GIMP kept from the JPEG it loaded, else the file it came from.
+        from_parasite = jpeg_parasite_task(image) if image is not None else None
+        if from_parasite is not None:
+            return from_parasite
         path = image_file(image) if image is not None else None
         if not path or not path.lower().endswith(('.jpg', '.jpeg', '.jpe', '.jfif')):
             raise RestoreError('JPEG artefacts: the image was not opened from a JPEG file; '
