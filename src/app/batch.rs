@@ -116,6 +116,9 @@ pub fn run(args: &BatchArgs, common: &CommonArgs, limits: &Limits) -> Result<i32
         &outdir,
     )?;
     let listed = all.len();
+    if listed == 0 {
+        log::warn!("no input files found (folders take image extensions, or --glob)");
+    }
     let items: Vec<inputs::Item> = all.into_iter().filter(|i| shard.takes(&i.rel)).collect();
     if let Some(i) = items.iter().find(|i| i.task.is_none() && task.is_none()) {
         return Err(Error::Usage(format!(

@@ -62,6 +62,14 @@ pub fn list(
         let meta = std::fs::metadata(p)
             .map_err(|e| Error::Input(format!("input '{}': {e}", p.display())))?;
         if meta.is_dir() {
+            if outdir_id.is_some() && file_id(p) == outdir_id {
+                return Err(Error::Usage(format!(
+                    "OUTDIR '{}' is the input folder '{}': outputs would replace inputs; \
+                     give another OUTDIR",
+                    outdir.display(),
+                    p.display()
+                )));
+            }
             walk(p, p, glob, outdir_id, &mut items)?;
         } else {
             let rel = utf8_name(p)?;
