@@ -190,7 +190,7 @@ pub fn run(args: &BatchArgs, common: &CommonArgs, limits: &Limits) -> Result<i32
                         count.failed += 1;
                     }
                 }
-                if let Err(e) = journal.append(&Record::File(*record)) {
+                if let Err(e) = journal.append(&Record::File(record)) {
                     stop = Some(e);
                     break;
                 }

@@ -20,9 +20,9 @@ impl Glob {
         if pattern.is_empty() {
             return Err(usage("empty pattern"));
         }
-        let alternatives = expand_braces(pattern).map_err(|m| usage(m))?;
+        let alternatives = expand_braces(pattern).map_err(usage)?;
         for alt in &alternatives {
-            check_classes(alt).map_err(|m| usage(m))?;
+            check_classes(alt).map_err(usage)?;
         }
         Ok(Glob {
             alternatives: alternatives

@@ -67,7 +67,7 @@ pub enum Record {
         /// The relative paths of this run's files.
         files: Vec<String>,
     },
-    File(FileRecord),
+    File(Box<FileRecord>),
     End {
         time: u64,
         done: usize,
@@ -209,7 +209,9 @@ pub fn done_records(journals: &BTreeMap<String, Vec<Record>>) -> BTreeMap<String
     for r in journals.values().flatten() {
         if let Record::File(f) = r {
             if f.status == Status::Done {
-                out.entry(f.rel.clone()).or_default().push(f.clone());
+                out.entry(f.rel.clone())
+                    .or_default()
+                    .push(f.as_ref().clone());
             }
         }
     }
@@ -266,7 +268,7 @@ pub fn summary(outdir: &Path) -> Result<Summary> {
                     .get(&f.rel)
                     .is_none_or(|(t, o, _)| (f.time, order) >= (*t, *o));
                 if newer {
-                    latest.insert(f.rel.clone(), (f.time, order, f.clone()));
+                    latest.insert(f.rel.clone(), (f.time, order, f.as_ref().clone()));
                 }
             }
         }
