@@ -328,6 +328,21 @@ a.png
         ["a.jpg", "journal.jsonl"].map(String::from).into()
     );
 
+    // A listed file that is gone by the time it is read: recorded, the others done.
+    write(&manifest, b"a.png\ngone.png\n");
+    let out = dir.path().join("gone");
+    let mut args: Vec<&str> = CLASSICAL.to_vec();
+    args.extend(["--manifest", s(&manifest), "-o", s(&out)]);
+    let r = batch(&args);
+    assert_eq!(r.code, 8, "{}", r.context());
+    let files = file_records(&out);
+    let gone = files.iter().find(|f| f["rel"] == "gone.png").unwrap();
+    assert_eq!(
+        (&gone["status"], &gone["error_code"]),
+        (&Value::from("failed"), &Value::from("bad_input"))
+    );
+    assert!(out.join("a.png").is_file());
+
     // A manifest line that is not valid: a usage error before any work.
     write(&manifest, b"{\"input\": \"a.png\", \"colour\": 1}\n");
     let out = dir.path().join("bad");
@@ -648,8 +663,7 @@ fn slow_args<'a>(input: &'a Path, out: &'a Path) -> Vec<&'a str> {
 }
 
 /// SIGTERM stops the batch between files or in one: exit 130, the journal complete and
-/// closed, no partial output, a second batch on the same OUTDIR refused meanwhile; a rerun
-/// finishes the set.
+/// closed, no partial output; a rerun finishes the set.
 #[test]
 fn sigterm_stops_cleanly_and_a_rerun_completes() {
     let dir = tempfile::tempdir().unwrap();
@@ -662,13 +676,6 @@ fn sigterm_stops_cleanly_and_a_rerun_completes() {
     let args = slow_args(&input, &out);
     let mut child = spawn_batch(&args);
     wait_for_records(&out, 1, &mut child);
-
-    let mut second: Vec<&str> = vec!["batch", "--progress", "none"];
-    second.extend(&args);
-    let r = run(&second, b"");
-    assert_eq!(r.code, 2, "a second batch on the OUTDIR: {}", r.context());
-    assert!(r.stderr.contains("another batch"), "{}", r.context());
-
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let status = child.wait_with_output().unwrap();
     assert_eq!(
@@ -706,7 +713,8 @@ fn sigterm_stops_cleanly_and_a_rerun_completes() {
     assert_eq!((code, &summary["done"]), (0, &Value::from(names.len())));
 }
 
-/// kill -9 in the middle: a rerun completes the set, every output matches its record.
+/// kill -9 in the middle: a rerun completes the set, every output matches its record. While
+/// the first batch runs, a second one on the same OUTDIR is refused.
 #[test]
 fn kill_9_then_a_rerun_completes_the_set() {
     let dir = tempfile::tempdir().unwrap();
@@ -718,6 +726,12 @@ fn kill_9_then_a_rerun_completes_the_set() {
     );
     let args = slow_args(&input, &out);
     let mut child = spawn_batch(&args);
+    wait_for_records(&out, 1, &mut child);
+    let mut second: Vec<&str> = vec!["batch", "--progress", "none"];
+    second.extend(&args);
+    let r = run(&second, b"");
+    assert_eq!(r.code, 2, "a second batch on the OUTDIR: {}", r.context());
+    assert!(r.stderr.contains("another batch"), "{}", r.context());
     wait_for_records(&out, 2, &mut child);
     child.kill().unwrap();
     child.wait().unwrap();
