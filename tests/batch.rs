@@ -755,3 +755,39 @@ fn kill_9_then_a_rerun_completes_the_set() {
         "what was done before the kill is not redone"
     );
 }
+
+/// `--jobs 2`: two workers give the same bytes as one (the seeds follow the paths, not the
+/// worker), and every file is recorded exactly once.
+#[test]
+fn jobs_give_the_same_outputs_as_one_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    let names: Vec<String> = (0..5).map(|i| format!("j{i}.png")).collect();
+    images(
+        &input,
+        &names.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let (one, two) = (dir.path().join("one"), dir.path().join("two"));
+    let mut args: Vec<&str> = NOISY.to_vec();
+    args.extend([s(&input), "-o", s(&one)]);
+    assert_eq!(batch(&args).code, 0);
+    let mut args: Vec<&str> = NOISY.to_vec();
+    args.extend(["--jobs", "2", s(&input), "-o", s(&two)]);
+    let r = batch(&args);
+    assert_eq!(r.code, 0, "{}", r.context());
+    let mut rels: Vec<String> = file_records(&two)
+        .iter()
+        .map(|f| f["rel"].as_str().unwrap().to_string())
+        .collect();
+    rels.sort();
+    assert_eq!(rels, names);
+    for n in &names {
+        assert_eq!(
+            std::fs::read(one.join(n)).unwrap(),
+            std::fs::read(two.join(n)).unwrap(),
+            "{n}"
+        );
+    }
+    let r = batch(&["--jobs", "0", "--sr", "2", s(&input), "-o", s(&two)]);
+    assert_eq!(r.code, 2, "{}", r.context());
+}

@@ -26,6 +26,8 @@ use journal::{FileRecord, Journal, Record, Status};
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::Instant;
 
 #[derive(Args, Debug, Clone)]
@@ -56,6 +58,10 @@ pub struct BatchArgs {
     /// One mask for every file (white = restore); manifest lines may give their own.
     #[arg(long, value_name = "FILE")]
     pub mask: Option<PathBuf>,
+    /// Worker threads, each restoring whole files with its own copy of the network; the
+    /// cores are split between them unless --threads (per worker) is given.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub jobs: usize,
     /// Redo every file, even those a journal says are done.
     #[arg(long)]
     pub force: bool,
@@ -88,6 +94,9 @@ pub fn run(args: &BatchArgs, common: &CommonArgs, limits: &Limits) -> Result<i32
         return status(dir, args.json, common.quiet);
     }
     crate::device::set_threads(args.solve.threads)?;
+    if args.jobs == 0 {
+        return Err(Error::Usage("--jobs must be at least 1".into()));
+    }
     let outdir = args
         .output
         .clone()
@@ -150,60 +159,66 @@ pub fn run(args: &BatchArgs, common: &CommonArgs, limits: &Limits) -> Result<i32
         journal.path().display()
     );
 
-    let mut run = Run {
+    let shared = Shared {
         args,
         task: task.as_ref(),
         format,
         base,
         limits,
         outdir: &outdir,
-        models,
-        cache: ModelCache::default(),
+        models: Mutex::new(models),
+    };
+    let board = Mutex::new(Board {
+        journal,
         reporter: Reporter::new(progress_kind(common)),
+        count: Counts::default(),
         total: items.len(),
         finished: 0,
-        restored: 0,
-        restoring: 0.0,
-    };
-    let mut count = Counts::default();
-    let mut stop = None;
-    for item in &items {
-        if signals::interrupted() {
-            stop = Some(Error::Interrupted);
-            break;
-        }
-        let prior: &[FileRecord] = match args.force {
-            true => &[],
-            false => done_before.get(&item.rel).map_or(&[], Vec::as_slice),
-        };
-        match run.one(item, prior) {
-            Ok(Outcome::Skipped) => count.skipped += 1,
-            Ok(Outcome::Finished(record)) => {
-                match record.status {
-                    Status::Done => count.done += 1,
-                    Status::Failed => {
-                        log::warn!(
-                            "{}: {}",
-                            record.rel,
-                            record.message.as_deref().unwrap_or("failed")
-                        );
-                        count.failed += 1;
+        current: vec![0.0; args.jobs],
+        started: Instant::now(),
+        stop: None,
+    });
+    let next = AtomicUsize::new(0);
+    let threads = worker_threads(args.jobs, args.solve.threads);
+    std::thread::scope(|scope| {
+        for w in 0..args.jobs {
+            let (shared, board, next, items, done_before) =
+                (&shared, &board, &next, &items, &done_before);
+            scope.spawn(move || {
+                if let Some(t) = threads {
+                    tch::set_num_threads(t);
+                }
+                // Each worker has its own loaded network: models are not shared across threads.
+                let mut cache = ModelCache::default();
+                loop {
+                    if signals::interrupted() {
+                        lock(board).stop.get_or_insert(Error::Interrupted);
+                        return;
                     }
+                    if lock(board).stop.is_some() {
+                        return;
+                    }
+                    let Some(item) = items.get(next.fetch_add(1, Ordering::SeqCst)) else {
+                        return;
+                    };
+                    let prior: &[FileRecord] = match shared.args.force {
+                        true => &[],
+                        false => done_before.get(&item.rel).map_or(&[], Vec::as_slice),
+                    };
+                    let outcome = shared.one(&mut cache, board, w, item, prior);
+                    lock(board).record(w, outcome);
                 }
-                if let Err(e) = journal.append(&Record::File(record)) {
-                    stop = Some(e);
-                    break;
-                }
-            }
-            Err(e) => {
-                stop = Some(e);
-                break;
-            }
+            });
         }
-        run.finished += 1;
-        run.progress(0.0);
-    }
-    run.reporter.finish();
+    });
+    let Board {
+        mut journal,
+        mut reporter,
+        count,
+        stop,
+        ..
+    } = board.into_inner().unwrap_or_else(|e| e.into_inner());
+    reporter.finish();
     let pending = items.len() - count.done - count.skipped - count.failed;
     let interrupted = matches!(stop, Some(Error::Interrupted));
     // A journal that cannot take the last record is not retried: the error says why.
@@ -308,23 +323,91 @@ enum Outcome {
     Finished(Box<FileRecord>),
 }
 
-/// The state of a batch while it runs.
-struct Run<'a> {
+/// What every worker reads.
+struct Shared<'a> {
     args: &'a BatchArgs,
     task: Option<&'a Task>,
     format: Option<Format>,
     base: Settings,
     limits: &'a Limits,
     outdir: &'a Path,
-    models: ModelIds,
-    cache: ModelCache,
+    models: Mutex<ModelIds>,
+}
+
+/// What the workers update, under one lock: the journal, the progress, the counts.
+struct Board {
+    journal: Journal,
     reporter: Reporter,
+    count: Counts,
     total: usize,
-    /// Files finished in this run (skipped ones too), restored ones, and the seconds the
-    /// restored ones took.
+    /// Files finished in this run: done, skipped or failed.
     finished: usize,
-    restored: usize,
-    restoring: f64,
+    /// The fraction done of the file each worker has in flight.
+    current: Vec<f64>,
+    started: Instant,
+    /// What stops the batch (the first one, when several workers meet one).
+    stop: Option<Error>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// LibTorch threads per worker: `--threads`, else the cores split between the workers
+/// (one worker: LibTorch's own choice).
+fn worker_threads(jobs: usize, threads: Option<i32>) -> Option<i32> {
+    match (threads, jobs) {
+        (Some(t), _) => Some(t),
+        (None, 1) => None,
+        (None, j) => {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            Some((cores / j).max(1) as i32)
+        }
+    }
+}
+
+impl Board {
+    /// Progress: files finished, the fractions of those in flight, and files restored
+    /// per second of wall time so far.
+    fn progress(&mut self, worker: usize, fraction: f64) -> Control {
+        if let Some(c) = self.current.get_mut(worker) {
+            *c = fraction;
+        }
+        let seconds = self.started.elapsed().as_secs_f64();
+        let rate = (self.count.done > 0 && seconds > 0.0).then(|| self.count.done as f64 / seconds);
+        let current = self.current.iter().sum();
+        self.reporter
+            .report_files(self.finished, self.total, current, rate)
+    }
+
+    /// Counts and journals how one file ended; keeps what stops the batch.
+    fn record(&mut self, worker: usize, outcome: Result<Outcome>) {
+        match outcome {
+            Ok(Outcome::Skipped) => self.count.skipped += 1,
+            Ok(Outcome::Finished(record)) => {
+                match record.status {
+                    Status::Done => self.count.done += 1,
+                    Status::Failed => {
+                        log::warn!(
+                            "{}: {}",
+                            record.rel,
+                            record.message.as_deref().unwrap_or("failed")
+                        );
+                        self.count.failed += 1;
+                    }
+                }
+                if let Err(e) = self.journal.append(&Record::File(record)) {
+                    self.stop.get_or_insert(e);
+                }
+            }
+            Err(e) => {
+                self.stop.get_or_insert(e);
+                return;
+            }
+        }
+        self.finished += 1;
+        self.progress(worker, 0.0);
+    }
 }
 
 /// The bytes a file's restore starts from, read once.
@@ -333,16 +416,16 @@ struct Read {
     mask: Option<Vec<u8>>,
 }
 
-impl Run<'_> {
-    fn progress(&mut self, current: f64) -> Control {
-        let rate = (self.restored > 0 && self.restoring > 0.0)
-            .then(|| self.restored as f64 / self.restoring);
-        self.reporter
-            .report_files(self.finished, self.total, current, rate)
-    }
-
+impl Shared<'_> {
     /// One file. `Err` only for what stops the batch: a signal, OUTDIR not writable.
-    fn one(&mut self, item: &inputs::Item, prior: &[FileRecord]) -> Result<Outcome> {
+    fn one(
+        &self,
+        cache: &mut ModelCache,
+        board: &Mutex<Board>,
+        worker: usize,
+        item: &inputs::Item,
+        prior: &[FileRecord],
+    ) -> Result<Outcome> {
         let started = Instant::now();
         let settings = serve_settings(item, &self.base).map(|mut s| {
             s.seed = shard::file_seed(s.seed, &item.rel);
@@ -378,7 +461,7 @@ impl Run<'_> {
             record.method = s.method.name().to_string();
             record.preset = s.solver.quality.unwrap_or(Quality::Normal).name().into();
             record.seed = s.seed;
-            if let Some((name, sha)) = self.models.identify(&s)? {
+            if let Some((name, sha)) = lock(&self.models).identify(&s)? {
                 record.model = Some(name);
                 record.model_sha256 = Some(sha);
             }
@@ -389,7 +472,7 @@ impl Run<'_> {
             if prior.iter().any(|p| self.verified(p, &fingerprint)) {
                 return Ok(None);
             }
-            self.restore(item, s, &read).map(Some)
+            self.restore(cache, board, worker, item, s, &read).map(Some)
         });
         record.seconds = started.elapsed().as_secs_f64();
         record.time = journal::now();
@@ -411,8 +494,6 @@ impl Run<'_> {
                 record.bytes = Some(encoded.len() as u64);
                 record.sha256 = Some(sha256_hex(&encoded));
                 record.seconds = started.elapsed().as_secs_f64();
-                self.restored += 1;
-                self.restoring += record.seconds;
                 Ok(Outcome::Finished(Box::new(record)))
             }
             Err(e) if matches!(e, Error::Interrupted) || signals::interrupted() => {
@@ -476,7 +557,15 @@ impl Run<'_> {
     }
 
     /// Decode, restore, encode: the encoded output.
-    fn restore(&mut self, item: &inputs::Item, mut s: Settings, read: &Read) -> Result<Vec<u8>> {
+    fn restore(
+        &self,
+        cache: &mut ModelCache,
+        board: &Mutex<Board>,
+        worker: usize,
+        item: &inputs::Item,
+        mut s: Settings,
+        read: &Read,
+    ) -> Result<Vec<u8>> {
         let task = item
             .task
             .as_ref()
@@ -497,17 +586,15 @@ impl Run<'_> {
             }
             .or_else(|| Format::from_path(Path::new(&item.output_rel)))
             .unwrap_or(decoded.format);
-            let mut cache = std::mem::take(&mut self.cache);
             let outcome = pipeline::restore(
                 &task,
                 &decoded.picture,
                 mask.as_ref(),
                 &s,
                 limits,
-                &mut cache,
-                &mut |f, _| self.progress(f),
+                cache,
+                &mut |f, _| lock(board).progress(worker, f),
             );
-            self.cache = cache;
             let outcome = outcome?;
             io::encode_with(
                 &outcome.picture,

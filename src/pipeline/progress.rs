@@ -167,7 +167,7 @@ impl Reporter {
     }
 
     /// Progress of a run over many files (`batch`): `done` of `total` files finished,
-    /// `current` the fraction of the file in flight, `rate` the images per second so far
+    /// `current` the fractions done of the files in flight, summed, `rate` the images per second so far
     /// (`None` before the first). The bar shows the files and the rate as its stage, with
     /// the time left extrapolated as for one file; JSON lines are
     /// `{"progress":…,"stage":"batch","finished":…,"total":…,"images_per_s":…,"eta_s":…}`,
@@ -182,7 +182,7 @@ impl Reporter {
         let fraction = if total == 0 {
             1.0
         } else {
-            ((done as f64 + current.clamp(0.0, 1.0)) / total as f64).clamp(0.0, 1.0)
+            ((done as f64 + current.max(0.0)) / total as f64).clamp(0.0, 1.0)
         };
         let rate = rate.filter(|r| r.is_finite() && *r > 0.0);
         match (&self.bar, self.kind) {
