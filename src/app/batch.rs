@@ -580,12 +580,12 @@ impl Shared<'_> {
                 Some(m) => Some(io::decode(m, limits, "mask")?.picture),
                 None => None,
             };
-            let format = match &item.options.format {
-                Some(name) => Format::from_name(name),
-                None => self.format,
-            }
-            .or_else(|| Format::from_path(Path::new(&item.output_rel)))
-            .unwrap_or(decoded.format);
+            let format = item
+                .options
+                .format
+                .or(self.format)
+                .or_else(|| Format::from_path(Path::new(&item.output_rel)))
+                .unwrap_or(decoded.format);
             let outcome = pipeline::restore(
                 &task,
                 &decoded.picture,

@@ -80,15 +80,7 @@ pub fn list(
         read_manifest(m, &mut items)?;
     }
     for item in &mut items {
-        let explicit = match &item.options.format {
-            Some(name) => Some(Format::from_name(name).ok_or_else(|| {
-                Error::Usage(format!(
-                    "{}: unknown format '{name}': expected png, jpeg, pnm, tiff, webp or bmp",
-                    item.rel
-                ))
-            })?),
-            None => format,
-        };
+        let explicit = item.options.format.or(format);
         item.output_rel = match explicit {
             Some(f) => with_extension(&item.rel, f),
             None => item.rel.clone(),
