@@ -18,6 +18,9 @@ pub mod exit {
     /// A failure of vml-filter itself (a broken invariant, a panic, an unexpected LibTorch
     /// error): not the user's doing, worth a bug report.
     pub const INTERNAL: i32 = 7;
+    /// `batch`: the run ended, but some files failed (each is in the journal with its own
+    /// code); `batch --status`: some files failed or are not done yet (docs/batch.md).
+    pub const SOME_FAILED: i32 = 8;
     pub const INTERRUPTED: i32 = 130;
 }
 

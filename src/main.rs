@@ -16,7 +16,7 @@ fn usage_line(e: &clap::Error) -> String {
         if let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidSubcommand) {
             return format!(
                 "unexpected argument '{arg}': the image comes from stdin or -i FILE, one per run \
-                 (for many files see docs/pipelines.md)"
+                 (for many files: vml-filter batch INPUT… -o OUTDIR, see docs/batch.md)"
             );
         }
     }

@@ -45,6 +45,8 @@ pub enum Command {
     Degrade(DegradeArgs),
     /// Answer protocol requests one after another on stdin, keeping networks loaded.
     Serve(ServeArgs),
+    /// Restore files and folders into an output folder: resumable, sharded (docs/batch.md).
+    Batch(Box<crate::app::batch::BatchArgs>),
     /// Train a diffusion model (the default model's recipe) on a folder of photos.
     Train(crate::app::train::TrainArgs),
     /// Every method against every degradation on a folder of photos: quality, time,
@@ -116,6 +118,13 @@ pub struct IoArgs {
     /// (other tasks, feathered edge).
     #[arg(long, value_name = "FILE")]
     pub mask: Option<PathBuf>,
+    #[command(flatten)]
+    pub encode: EncodeArgs,
+}
+
+/// How outputs are encoded: shared by the filter, `degrade` and `batch`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct EncodeArgs {
     /// Output format: png, jpeg, pnm, tiff, webp, bmp. Default: the output file's extension,
     /// else the input's format.
     #[arg(long, value_name = "FMT")]
@@ -126,9 +135,9 @@ pub struct IoArgs {
     pub strip: bool,
 }
 
-impl IoArgs {
+impl EncodeArgs {
     /// The metadata to write with the output.
-    fn metadata(&self, decoded: &io::Decoded) -> io::Metadata {
+    pub fn metadata(&self, decoded: &io::Decoded) -> io::Metadata {
         if self.strip {
             io::Metadata::default()
         } else {
@@ -501,6 +510,7 @@ pub fn run(cli: Cli) -> Result<i32> {
                 &mut reporter,
             )
         }
+        Some(Command::Batch(args)) => crate::app::batch::run(&args, &cli.common, &limits),
         Some(Command::Degrade(args)) => {
             let mut reporter = cli.common.reporter(false);
             run_degrade(&args, &limits, &mut reporter).map(|()| 0)
@@ -642,7 +652,7 @@ fn read_mask(path: Option<&Path>, limits: &Limits) -> Result<Option<io::Picture>
 fn run_restore(args: &RestoreArgs, common: &CommonArgs, limits: &Limits) -> Result<i32> {
     crate::device::set_threads(args.solve.threads)?;
     let task = args.task.task()?;
-    let format = requested_format(args.io.format.as_deref(), args.io.output.as_deref())?;
+    let format = requested_format(args.io.encode.format.as_deref(), args.io.output.as_deref())?;
     let mut input = open_input(args.io.input.as_deref())?;
     let first = {
         let _wait = signals::InputWait::begin()?;
@@ -706,7 +716,7 @@ fn run_restore(args: &RestoreArgs, common: &CommonArgs, limits: &Limits) -> Resu
         &mut |f, s| reporter.report(f, s),
     )?;
     reporter.finish();
-    let encoded = io::encode_with(&outcome.picture, format, &args.io.metadata(&decoded))?;
+    let encoded = io::encode_with(&outcome.picture, format, &args.io.encode.metadata(&decoded))?;
     log::info!(
         "restored {}×{} in {:.2} s ({} tiles, {} forwards, {} vjps)",
         outcome.picture.width,
@@ -726,7 +736,7 @@ fn run_degrade(args: &DegradeArgs, limits: &Limits, reporter: &mut Reporter) -> 
     let task = args.task.task()?.ok_or_else(|| {
         Error::Usage("degrade needs a task: --sr N, --inpaint --mask FILE, --deblur SPEC, --denoise S, --colorize or --jpeg Q".into())
     })?;
-    let format = requested_format(args.io.format.as_deref(), args.io.output.as_deref())?;
+    let format = requested_format(args.io.encode.format.as_deref(), args.io.output.as_deref())?;
     check_output_target(args.io.output.as_deref())?;
     let mut input = open_input(args.io.input.as_deref())?;
     let bytes = io::read_bounded(&mut input, limits.max_bytes, "input")?;
@@ -739,6 +749,6 @@ fn run_degrade(args: &DegradeArgs, limits: &Limits, reporter: &mut Reporter) -> 
     if reporter.report(1.0, "degrade") == Control::Stop {
         return Err(Error::Interrupted);
     }
-    let encoded = io::encode_with(&out, format, &args.io.metadata(&decoded))?;
+    let encoded = io::encode_with(&out, format, &args.io.encode.metadata(&decoded))?;
     write_output(args.io.output.as_deref(), &encoded)
 }

@@ -222,7 +222,12 @@ fn handle(
 
 /// The command line's settings with the request's options laid over them.
 fn settings_for(req: &Request, defaults: &Settings) -> Result<Settings> {
-    let o = &req.options;
+    with_options(&req.options, defaults)
+}
+
+/// `defaults` with what `o` sets laid over them: a request's options, or a `batch`
+/// manifest line's.
+pub fn with_options(o: &protocol::Options, defaults: &Settings) -> Result<Settings> {
     let mut s = defaults.clone();
     if let Some(v) = o.method {
         s.method = v;

@@ -166,6 +166,59 @@ impl Reporter {
         }
     }
 
+    /// Progress of a run over many files (`batch`): `done` of `total` files finished,
+    /// `current` the fractions done of the files in flight, summed, `rate` the images per second so far
+    /// (`None` before the first). The bar shows the files and the rate as its stage, with
+    /// the time left extrapolated as for one file; JSON lines are
+    /// `{"progress":…,"stage":"batch","finished":…,"total":…,"images_per_s":…,"eta_s":…}`,
+    /// the time left from the rate.
+    pub fn report_files(
+        &mut self,
+        done: usize,
+        total: usize,
+        current: f64,
+        rate: Option<f64>,
+    ) -> Control {
+        let fraction = if total == 0 {
+            1.0
+        } else {
+            ((done as f64 + current.max(0.0)) / total as f64).clamp(0.0, 1.0)
+        };
+        let rate = rate.filter(|r| r.is_finite() && *r > 0.0);
+        match (&self.bar, self.kind) {
+            (Some(bar), _) => {
+                let rate = rate.map_or(String::new(), |r| format!(" {r:.2} img/s"));
+                bar.report(fraction, &format!("{done}/{total} files{rate}"));
+            }
+            (None, ProgressKind::Json) => {
+                let stage = format!("{done}/{total}");
+                if stage != self.last_stage || (fraction - self.last_fraction).abs() >= 1e-3 {
+                    let eta = rate.map(|r| {
+                        let left = (total.saturating_sub(done) as f64 - current).max(0.0);
+                        (left / r).min(1e9).round() as u64
+                    });
+                    let line = serde_json::json!({
+                        "progress": (fraction * 1000.0).round() / 1000.0,
+                        "stage": "batch",
+                        "finished": done,
+                        "total": total,
+                        "images_per_s": rate.map(|r| (r * 1000.0).round() / 1000.0),
+                        "eta_s": eta,
+                    });
+                    let _ = writeln!(std::io::stderr().lock(), "{line}");
+                    self.last_fraction = fraction;
+                    self.last_stage = stage;
+                }
+            }
+            (None, _) => {}
+        }
+        if signals::interrupted() {
+            Control::Stop
+        } else {
+            Control::Continue
+        }
+    }
+
     /// Ends the bar's line so that later messages start on a fresh one; a later report
     /// draws a new bar.
     pub fn finish(&mut self) {
