@@ -59,9 +59,11 @@ pub struct BatchArgs {
     #[arg(long, value_name = "FILE")]
     pub mask: Option<PathBuf>,
     /// Worker threads, each restoring whole files with its own copy of the network; the
-    /// cores are split between them unless --threads (per worker) is given.
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    pub jobs: usize,
+    /// cores are split between them unless --threads (per worker) is given. Default: on a
+    /// CPU, one per core (at most 4, and no more than files), each with one thread (the
+    /// faster layout, docs/batch.md); on a GPU, one.
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<usize>,
     /// Redo every file, even those a journal says are done.
     #[arg(long)]
     pub force: bool,
@@ -94,7 +96,7 @@ pub fn run(args: &BatchArgs, common: &CommonArgs, limits: &Limits) -> Result<i32
         return status(dir, args.json, common.quiet);
     }
     crate::device::set_threads(args.solve.threads)?;
-    if args.jobs == 0 {
+    if args.jobs == Some(0) {
         return Err(Error::Usage("--jobs must be at least 1".into()));
     }
     let outdir = args
@@ -168,20 +170,24 @@ pub fn run(args: &BatchArgs, common: &CommonArgs, limits: &Limits) -> Result<i32
         outdir: &outdir,
         models: Mutex::new(models),
     };
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| default_jobs(&args.solve.device, args.solve.threads, items.len()));
+    log::info!("{jobs} worker(s)");
     let board = Mutex::new(Board {
         journal,
         reporter: Reporter::new(progress_kind(common)),
         count: Counts::default(),
         total: items.len(),
         finished: 0,
-        current: vec![0.0; args.jobs],
+        current: vec![0.0; jobs],
         started: Instant::now(),
         stop: None,
     });
     let next = AtomicUsize::new(0);
-    let threads = worker_threads(args.jobs, args.solve.threads);
+    let threads = worker_threads(jobs, args.solve.threads);
     std::thread::scope(|scope| {
-        for w in 0..args.jobs {
+        for w in 0..jobs {
             let (shared, board, next, items, done_before) =
                 (&shared, &board, &next, &items, &done_before);
             scope.spawn(move || {
@@ -351,6 +357,21 @@ struct Board {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Workers when `--jobs` is not given. On a CPU, one per core of `--threads` (default 1)
+/// up to 4 and the number of files: on two cores two workers of one thread were 3–5×
+/// faster than one of two (LibTorch's threads spin against other processes; docs/batch.md),
+/// and the cap bounds memory, each worker holding its own network. On a GPU one, so that
+/// one device does not hold several copies.
+fn default_jobs(device: &str, threads: Option<i32>, files: usize) -> usize {
+    let on_cpu = crate::device::parse_device(device).is_ok_and(|d| d == tch::Device::Cpu);
+    if !on_cpu {
+        return 1;
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per_worker = threads.map_or(1, |t| t.max(1) as usize);
+    (cores / per_worker).clamp(1, 4).min(files.max(1))
 }
 
 /// LibTorch threads per worker: `--threads`, else the cores split between the workers
