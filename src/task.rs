@@ -103,12 +103,7 @@ impl JpegTables {
 
     fn validate(&self) -> Result<(), TaskError> {
         let bad = |m: String| Err(TaskError(m));
-        if self.sampling.iter().any(|f| !(1..=2).contains(f)) {
-            return bad(format!(
-                "JPEG sampling factors must be 1 or 2, got {:?}",
-                self.sampling
-            ));
-        }
+        check_sampling(&self.sampling)?;
         if !(1..=3).contains(&self.quant.len()) {
             return bad(format!(
                 "JPEG tables: 1 (gray) to 3 tables, got {}",
@@ -122,6 +117,16 @@ impl JpegTables {
             return bad("JPEG table with a zero step".into());
         }
         Ok(())
+    }
+}
+
+/// Luma sampling factors the JPEG operator models: 1 or 2 on each axis.
+fn check_sampling(f: &[u8; 2]) -> Result<(), TaskError> {
+    match f.iter().all(|f| (1..=2).contains(f)) {
+        true => Ok(()),
+        false => Err(TaskError(format!(
+            "JPEG sampling factors must be 1 or 2, got {f:?}"
+        ))),
     }
 }
 
@@ -230,6 +235,12 @@ impl Task {
     /// another size, a size the SR factor does not divide) is the operator's to refuse.
     pub fn validate(&self) -> Result<(), TaskError> {
         let bad = |m: String| Err(TaskError(m));
+        if let Task::Jpeg {
+            tables: Some(t), ..
+        } = self
+        {
+            t.validate()?;
+        }
         match self {
             Task::Inpaint | Task::Colorize => Ok(()),
             Task::Sr { scale, .. } if !SR_SCALES.contains(scale) => {
@@ -263,12 +274,7 @@ impl Task {
             } => bad("JPEG sampling goes with a quality (tables carry their own)".into()),
             Task::Jpeg {
                 sampling: Some(f), ..
-            } if f.iter().any(|f| !(1..=2).contains(f)) => {
-                bad(format!("JPEG sampling factors must be 1 or 2, got {f:?}"))
-            }
-            Task::Jpeg {
-                tables: Some(t), ..
-            } if t.validate().is_err() => t.validate(),
+            } if check_sampling(f).is_err() => check_sampling(f),
             Task::Jpeg { inner: None, .. } => Ok(()),
             Task::Jpeg { inner: Some(t), .. } => match t.as_ref() {
                 Task::Jpeg { .. } => bad("a JPEG of a JPEG is not modelled".into()),

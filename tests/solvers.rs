@@ -290,16 +290,18 @@ fn the_root_api_restores_an_encoded_picture() {
         device: "cpu".into(),
         ..Default::default()
     };
-    let out = vml::restore(
-        &task,
-        &decoded.picture,
-        None,
-        &settings,
-        &vml::Limits::default(),
-        &mut vml::ModelCache::default(),
-        &mut |_, _| Control::Continue,
-    )
-    .unwrap();
+    let restore = |task: &vml::Task| {
+        vml::restore(
+            task,
+            &decoded.picture,
+            None,
+            &settings,
+            &vml::Limits::default(),
+            &mut vml::ModelCache::default(),
+            &mut |_, _| Control::Continue,
+        )
+    };
+    let out = restore(&task).unwrap();
     assert_eq!((out.picture.width, out.picture.height), (2 * w, 2 * h));
     assert_eq!(out.stats.method, vml::Method::Classical);
     let bytes = vml::encode(&out.picture, vml::Format::Png).unwrap();
@@ -310,16 +312,6 @@ fn the_root_api_restores_an_encoded_picture() {
         downsample: Default::default(),
     };
     assert!(vml::build_operator(&bad, [3, 48, 48], None).is_err());
-    let e = vml::restore(
-        &bad,
-        &decoded.picture,
-        None,
-        &settings,
-        &vml::Limits::default(),
-        &mut vml::ModelCache::default(),
-        &mut |_, _| Control::Continue,
-    )
-    .err()
-    .unwrap();
+    let e = restore(&bad).err().unwrap();
     assert_eq!(e.exit_code(), 2, "{e}");
 }
