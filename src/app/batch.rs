@@ -68,11 +68,14 @@ pub struct BatchArgs {
     #[arg(long)]
     pub force: bool,
     /// Take only share I of N (0 ≤ I < N, by a stable hash of the relative path), or
-    /// `auto`: from SLURM_ARRAY_TASK_ID / SLURM_ARRAY_TASK_COUNT, or JOB_COMPLETION_INDEX
-    /// with --shard-count.
+    /// `auto`: from a Slurm array's SLURM_ARRAY_TASK_ID, or JOB_COMPLETION_INDEX (give
+    /// --shard-count).
     #[arg(long, value_name = "I/N|auto")]
     pub shard: Option<String>,
-    /// The number of shards for `--shard auto` (Kubernetes: the Job's completions).
+    /// The number of shards for `--shard auto`: a Slurm array's task IDs 0..N-1 are then
+    /// the shard indexes, so a task resubmitted alone keeps its share (without it, the
+    /// index counts from the array's first task and N is the array's size). Kubernetes:
+    /// the Job's completions.
     #[arg(long, value_name = "N", requires = "shard")]
     pub shard_count: Option<u64>,
     /// Summarise the journals of OUTDIR (done, failed, pending) instead of restoring.

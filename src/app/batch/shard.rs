@@ -60,10 +60,11 @@ impl Shard {
     }
 }
 
-/// `--shard I/N` (0 ≤ I < N) or `--shard auto`, which reads the environment:
-/// `SLURM_ARRAY_TASK_ID` and `SLURM_ARRAY_TASK_COUNT` (offset by `SLURM_ARRAY_TASK_MIN`,
-/// so `--array=1-4` works as well as `--array=0-3`), else `JOB_COMPLETION_INDEX`
-/// (Kubernetes Indexed Jobs) with `count` (`--shard-count N`).
+/// `--shard I/N` (0 ≤ I < N) or `--shard auto`, which reads the environment. In a Slurm
+/// array with `count` (`--shard-count N`) the index is `SLURM_ARRAY_TASK_ID` itself;
+/// without it, `SLURM_ARRAY_TASK_ID − SLURM_ARRAY_TASK_MIN` of `SLURM_ARRAY_TASK_COUNT`,
+/// which is right for a whole array only. Else `JOB_COMPLETION_INDEX` (Kubernetes Indexed
+/// Jobs) with `count`.
 pub fn parse(
     spec: &str,
     count: Option<u64>,
@@ -78,26 +79,29 @@ pub fn parse(
     let shard = if spec == "auto" {
         if let Some(id) = env("SLURM_ARRAY_TASK_ID") {
             let id = number("SLURM_ARRAY_TASK_ID", &id)?;
-            let min = match env("SLURM_ARRAY_TASK_MIN") {
-                Some(m) => number("SLURM_ARRAY_TASK_MIN", &m)?,
-                None => 0,
-            };
-            let n = match (env("SLURM_ARRAY_TASK_COUNT"), count) {
-                (_, Some(n)) => n,
-                (Some(n), None) => number("SLURM_ARRAY_TASK_COUNT", &n)?,
-                (None, None) => {
-                    return Err(usage(
-                        "SLURM_ARRAY_TASK_COUNT is not set; give --shard-count N".into(),
-                    ))
+            match count {
+                // The task IDs are the shard indexes: a task resubmitted alone
+                // (`sbatch --array=2`) sees an array of one task starting at 2, and must
+                // still take share 2.
+                Some(n) => Shard { index: id, count: n },
+                // A whole array: count from its first task, so `--array=1-4` works too.
+                None => {
+                    let min = match env("SLURM_ARRAY_TASK_MIN") {
+                        Some(m) => number("SLURM_ARRAY_TASK_MIN", &m)?,
+                        None => 0,
+                    };
+                    let n = env("SLURM_ARRAY_TASK_COUNT").ok_or_else(|| {
+                        usage("SLURM_ARRAY_TASK_COUNT is not set; give --shard-count N".into())
+                    })?;
+                    Shard {
+                        index: id.checked_sub(min).ok_or_else(|| {
+                            usage(format!(
+                                "SLURM_ARRAY_TASK_ID {id} is below SLURM_ARRAY_TASK_MIN {min}"
+                            ))
+                        })?,
+                        count: number("SLURM_ARRAY_TASK_COUNT", &n)?,
+                    }
                 }
-            };
-            Shard {
-                index: id.checked_sub(min).ok_or_else(|| {
-                    usage(format!(
-                        "SLURM_ARRAY_TASK_ID {id} is below SLURM_ARRAY_TASK_MIN {min}"
-                    ))
-                })?,
-                count: n,
             }
         } else if let Some(i) = env("JOB_COMPLETION_INDEX") {
             let n = count.ok_or_else(|| {
@@ -187,6 +191,18 @@ mod tests {
             parse("auto", None, &slurm).unwrap(),
             Shard { index: 2, count: 4 }
         );
+        // With --shard-count the task ID is the index: a task resubmitted alone keeps its
+        // share (Slurm then says the array is one task long, starting at that ID).
+        let resubmitted = env(&[
+            ("SLURM_ARRAY_TASK_ID", "2"),
+            ("SLURM_ARRAY_TASK_MIN", "2"),
+            ("SLURM_ARRAY_TASK_COUNT", "1"),
+        ]);
+        assert_eq!(
+            parse("auto", Some(4), &resubmitted).unwrap(),
+            Shard { index: 2, count: 4 }
+        );
+        assert!(parse("auto", Some(2), &resubmitted).is_err());
         let k8s = env(&[("JOB_COMPLETION_INDEX", "1")]);
         assert!(parse("auto", None, &k8s).is_err());
         assert_eq!(
