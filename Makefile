@@ -19,7 +19,7 @@ export LIBTORCH_USE_PYTORCH := 1
 export VIRTUAL_ENV := $(VENV)
 export PATH := $(VENV)/bin:$(PATH)
 
-.PHONY: setup build demo test lint test-rust clippy fmt clean-venv test-shims install-gimp bench-plots
+.PHONY: setup build demo test lint test-rust clippy fmt clean-venv test-shims test-slurm install-gimp bench-plots
 
 setup: $(STAMP)
 
@@ -47,10 +47,11 @@ demo: build
 	@echo "pictures: $(DEMO_OUT)/{low,bicubic,restored}.png"
 
 # Formatting and lints first (CI fails on either), then the Rust tests, then the shims in the
-# real programs (GIMP 3, ImageMagick 6 and 7; see test-shims).
+# real programs (GIMP 3, ImageMagick 6 and 7; see test-shims), then `batch` on a real Slurm.
 test: build lint
 	cargo test $(CARGO_FLAGS) --locked -- --test-threads=2
 	$(MAKE) --no-print-directory test-shims
+	$(MAKE) --no-print-directory test-slurm
 
 lint: setup
 	cargo fmt --all -- --check
@@ -69,6 +70,13 @@ test-shims: build
 	bash tests/shims/im-test.sh || rc=1; \
 	bash tests/shims/gimp-test.sh || rc=1; \
 	exit $$rc
+
+# `vml-filter batch --shard auto` as a 4-task Slurm job array on a one-node cluster that the
+# script starts (Debian's slurmctld, slurmd and munge, installed when missing) and stops by PID:
+# outputs exactly once, a rerun that does no work, a task cancelled by scancel and resubmitted.
+# Needs root and Debian's package archive; without root it is skipped and says so.
+test-slurm: build
+	bash tests/slurm/slurm-test.sh
 
 # Installs the GIMP 3 plug-in for the current user, pointed at this checkout's binary.
 install-gimp: build

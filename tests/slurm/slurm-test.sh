@@ -139,18 +139,18 @@ pass "the cluster runs a job (slurmctld $(cat "$work/slurmctld.pid"), slurmd $(c
 # 20 small plasma pictures in two folders for the classical method, and one for the network,
 # named in a manifest line with its own method and preset.
 in=$work/in
-mkdir -p "$in/a" "$in/b" "$in/net"
+mkdir -p "$in/a" "$in/b" "$work/net"
 for i in $(seq -w 1 20); do
     d=a
     ((10#$i > 10)) && d=b
     /usr/bin/convert -seed "$i" -size 24x20 plasma:tomato-steelblue "$in/$d/p$i.png"
 done
-/usr/bin/convert -seed 99 -size 32x24 plasma:green-purple -blur 0x1 "$in/net/photo.png"
+/usr/bin/convert -seed 99 -size 32x24 plasma:green-purple -blur 0x1 "$work/net/street.png"
 manifest=$work/net.jsonl
-echo '{"input": "in/net/photo.png", "options": {"method": "vml-map", "quality": "fast"}}' >"$manifest"
+echo '{"input": "net/street.png", "options": {"method": "vml-map", "quality": "fast"}}' >"$manifest"
 # Every output relative path, as the batch will name them (the manifest's paths are relative
-# to its folder, so the network file is `in/net/photo.png`).
-expected=$( (cd "$in" && find a b -name '*.png'; echo in/net/photo.png) | sort)
+# to its folder: the network file is `net/street.png`).
+expected=$( (cd "$in" && find a b -name '*.png'; echo net/street.png) | sort)
 n_expected=$(wc -l <<<"$expected")
 
 # The array job: each task takes its share of the same inputs into one shared OUTDIR. Task
@@ -162,7 +162,7 @@ cat >"$job" <<EOF
 #SBATCH --cpus-per-task=1
 #SBATCH --output=$work/logs/task-%A_%a.log
 exec "$bin" batch --sr 2 --method classical --model default --device cpu --threads 1 \\
-    --progress json "$in/a" "$in/b" --manifest "$manifest" -o "\$1" \\
+    --progress json "$in" --manifest "$manifest" -o "\$1" \\
     --shard auto --shard-count 4
 EOF
 export VML_MODELS=$repo/models
@@ -240,16 +240,16 @@ check "rerun: every file skipped as already done" test "$(last_ends "$out")" = "
 # --- 3. scancel one task in the middle of its share, resubmit it alone -----------------------------
 # The task that owns the network file (slow next to the classical ones) is cancelled while
 # that file is in flight: its journal has begun and the output is not there yet.
-owner=$(grep -l '"rel":"in/net/photo.png"' "$out"/journal-*-of-4.jsonl | head -1)
+owner=$(grep -l '"rel":"net/street.png"' "$out"/journal-*-of-4.jsonl | head -1)
 k=$(basename "$owner" | sed 's/journal-\([0-9]*\)-of-4.jsonl/\1/')
 out3=$work/out3
 id3=$(submit 0-3 "$out3")
 cancelled=
 for _ in $(seq 600); do
-    if [[ -f $out3/journal-$k-of-4.jsonl && ! -f $out3/in/net/photo.png ]] &&
+    if [[ -f $out3/journal-$k-of-4.jsonl && ! -f $out3/net/street.png ]] &&
         squeue -h -j "${id3}_$k" -t R 2>/dev/null | grep -q .; then
         sleep 0.5
-        [[ -f $out3/in/net/photo.png ]] && break
+        [[ -f $out3/net/street.png ]] && break
         scancel "${id3}_$k" && cancelled=1
         break
     fi
@@ -259,8 +259,10 @@ wait_job "$id3"
 check "task $k cancelled while its network file was in flight" test -n "$cancelled"
 check "after scancel: task $k is CANCELLED, the others COMPLETED" \
     test "$(task_states "$id3" | awk -v k="$k" '($1 == k && $2 == "CANCELLED") || ($1 != k && $2 == "COMPLETED")' | wc -l)" = 4
-check "after scancel: the network file's output is not there" test ! -e "$out3/in/net/photo.png"
+check "after scancel: the network file's output is not there" test ! -e "$out3/net/street.png"
 check "after scancel: no partial output" test -z "$(find "$out3" -name '*.part')"
+check "after scancel: task $k wrote its end record, marked interrupted" \
+    bash -c 'tail -1 "$0" | grep -q "\"type\":\"end\".*\"interrupted\":true"' "$out3/journal-$k-of-4.jsonl"
 check "after scancel: batch --status says the set is not done" \
     bash -c '! "$0" batch --status "$1" -q' "$bin" "$out3"
 id4=$(sbatch --parsable --array="$k" "$job" "$out3" | cut -d';' -f1) && wait_job "$id4"
