@@ -761,6 +761,72 @@ fn kill_9_then_a_rerun_completes_the_set() {
     );
 }
 
+/// Files listed at the start that vanish or change before the batch reaches them: the vanished
+/// one fails alone (bad input, the batch goes on), the changed one is restored from the bytes
+/// read and recorded with their hash. Once the vanished file is back, a rerun restores it
+/// and nothing else.
+#[test]
+fn files_that_vanish_or_change_after_the_listing() {
+    use sha2::{Digest, Sha256};
+    let dir = tempfile::tempdir().unwrap();
+    let (input, out) = (dir.path().join("in"), dir.path().join("out"));
+    // One worker, in order of relative path: the two targets come last, long after the
+    // first record appears.
+    let names: Vec<String> = (0..6).map(|i| format!("a{i}.png")).collect();
+    let mut all: Vec<&str> = names.iter().map(String::as_str).collect();
+    all.extend(["y-vanishes.png", "z-changes.png"]);
+    images(&input, &all);
+    let mut args = slow_args(&input, &out);
+    args.extend(["--jobs", "1"]);
+    let mut child = spawn_batch(&args);
+    wait_for_records(&out, 1, &mut child);
+    std::fs::remove_file(input.join("y-vanishes.png")).unwrap();
+    let changed = png(&rgb(32, 16));
+    write(&input.join("z-changes.png"), &changed);
+    let status = child.wait_with_output().unwrap();
+    assert_eq!(status.status.code(), Some(8), "some failed");
+    let latest: BTreeMap<String, Value> = file_records(&out)
+        .into_iter()
+        .map(|f| (f["rel"].as_str().unwrap().to_string(), f))
+        .collect();
+    let gone = &latest["y-vanishes.png"];
+    assert_eq!(
+        (&gone["status"], &gone["exit_code"]),
+        (&Value::from("failed"), &Value::from(3)),
+        "{gone}"
+    );
+    assert!(!out.join("y-vanishes.png").exists());
+    let z = &latest["z-changes.png"];
+    assert_eq!(z["status"], "done", "{z}");
+    assert_eq!(
+        z["input_sha256"].as_str().unwrap(),
+        format!("{:x}", Sha256::digest(&changed)),
+        "recorded: the bytes that were read, after the change"
+    );
+    let restored = image::open(out.join("z-changes.png")).unwrap();
+    assert_eq!(
+        (restored.width(), restored.height()),
+        (64, 32),
+        "×2 of the new picture"
+    );
+    for n in &names {
+        assert_eq!(latest[n.as_str()]["status"], "done", "{n}");
+    }
+    no_temporary_files(&out);
+
+    // The vanished file is back: a rerun restores it and nothing else.
+    images(&input, &["y-vanishes.png"]);
+    let before = file_records(&out).len();
+    let mut rerun = vec!["batch", "--progress", "none"];
+    rerun.extend(&args);
+    let r = run(&rerun, b"");
+    assert_eq!(r.code, 0, "{}", r.context());
+    let recs = file_records(&out);
+    assert_eq!(recs.len(), before + 1, "only the vanished file is redone");
+    assert_eq!(recs.last().unwrap()["rel"], "y-vanishes.png");
+    assert_eq!(recs.last().unwrap()["status"], "done");
+}
+
 /// `--jobs 2`: two workers give the same bytes as one (the seeds follow the paths, not the
 /// worker), and every file is recorded exactly once.
 #[test]

@@ -235,7 +235,8 @@ pub struct CommonArgs {
     /// Only errors on stderr.
     #[arg(short, long, global = true)]
     pub quiet: bool,
-    /// Progress on stderr. Default: bar on a terminal, none otherwise, json in protocol mode.
+    /// Progress on stderr. Default: bar on a terminal; otherwise none, but json in protocol
+    /// and serve mode and for `batch` (whose log is often a file).
     #[arg(long, value_enum, value_name = "KIND", global = true)]
     pub progress: Option<ProgressKind>,
     /// Largest accepted image width [env: VML_MAX_WIDTH].
