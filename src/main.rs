@@ -26,6 +26,39 @@ fn usage_line(e: &clap::Error) -> String {
     format!("{first} (see vml-filter --help)")
 }
 
+/// LibTorch's OpenMP threads spin while they wait for work. When other processes want the
+/// cores, the spinning takes their time slices and the threads end up waiting on each other:
+/// docs/benchmarks.md ("Threads under contention") measured a restore on two threads 4.8×
+/// slower than with passive waiting, which cost 2 % on the idle machine. libgomp reads
+/// `OMP_WAIT_POLICY` once, when it is loaded, which is before `main`; so the only way to
+/// choose it for this process is to run the binary again with the variable set (same PID,
+/// file descriptors, arguments; about one more LibTorch start-up, 0.7 s here), and only
+/// for runs long enough to repay that (`Cli::runs_parallel_torch`). A user's own
+/// `OMP_WAIT_POLICY` or `OMP_NUM_THREADS=1` is respected, and `VML_OMP_SPIN=1` keeps the
+/// spinning; an `exec` that fails goes on with the default policy.
+fn prefer_passive_openmp(cli: &Cli) {
+    use std::os::unix::process::CommandExt;
+    let set = |v: &str| std::env::var_os(v).is_some();
+    if set("OMP_WAIT_POLICY")
+        || set("VML_OMP_SPIN")
+        || std::env::var("OMP_NUM_THREADS").is_ok_and(|n| n.trim() == "1")
+        || !cli.runs_parallel_torch()
+    {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let mut args = std::env::args_os();
+    let arg0 = args.next().unwrap_or_else(|| exe.clone().into_os_string());
+    let err = std::process::Command::new(&exe)
+        .arg0(arg0)
+        .args(args)
+        .env("OMP_WAIT_POLICY", "PASSIVE")
+        .exec();
+    log::debug!("could not run again with OMP_WAIT_POLICY=PASSIVE: {err}");
+}
+
 fn main() -> ExitCode {
     vml::pipeline::signals::install();
     let cli = match Cli::try_parse() {
@@ -55,6 +88,7 @@ fn main() -> ExitCode {
         logger.parse_filters(&spec);
     }
     logger.target(env_logger::Target::Stderr).init();
+    prefer_passive_openmp(&cli);
 
     // A panic (LibTorch reports some failures that way) becomes one error line and an exit
     // code like any other error, not a backtrace.

@@ -539,3 +539,62 @@ fn input_model_and_device_problems_are_found_before_the_restore() {
         assert!(early, "{extra:?}: {}", r.stderr);
     }
 }
+
+/// The OpenMP wait policy of the process's own environment (`/proc/PID/environ`).
+fn wait_policy(pid: u32) -> Option<String> {
+    let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    env.split(|&b| b == 0)
+        .filter_map(|kv| std::str::from_utf8(kv).ok())
+        .find_map(|kv| kv.strip_prefix("OMP_WAIT_POLICY=").map(str::to_string))
+}
+
+/// Multi-threaded network work runs with passive OpenMP waiting (the binary runs itself
+/// again with `OMP_WAIT_POLICY=PASSIVE`: same PID, same pipes), a one-thread run and the
+/// user's own choice do not. Checked on `serve`, which waits on its input: the answer to a
+/// request comes back through the pipes of the process that was started.
+#[test]
+fn network_runs_wait_passively_and_one_thread_runs_are_left_alone() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::Stdio;
+    let req = cli_common::request(
+        &serde_json::json!({"vml": 1, "task": {"kind": "sr", "scale": 2},
+                            "options": {"method": "classical"}}),
+        &png(&rgb(16, 16)),
+        None,
+    );
+    for (extra, env, expected) in [
+        (vec![], None, Some("PASSIVE")),
+        (vec!["--threads", "1"], None, None),
+        (vec![], Some("ACTIVE"), Some("ACTIVE")),
+    ] {
+        let mut args = vec!["serve", "--progress", "none"];
+        args.extend(&extra);
+        let mut c = cli_common::command(&args);
+        c.env_remove("OMP_NUM_THREADS").env_remove("VML_OMP_SPIN");
+        match env {
+            Some(v) => c.env("OMP_WAIT_POLICY", v),
+            None => c.env_remove("OMP_WAIT_POLICY"),
+        };
+        let mut child = c
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(&req).unwrap();
+        // The answer's header: the process is past start-up, in its final image.
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        assert!(
+            line.starts_with(r#"{"vml":1,"ok":true"#),
+            "{extra:?}: {line}"
+        );
+        let policy = wait_policy(child.id());
+        drop(stdin);
+        let status = child.wait().unwrap();
+        assert_eq!(policy.as_deref(), expected, "{extra:?} {env:?}");
+        assert!(status.success(), "{extra:?}");
+    }
+}

@@ -39,6 +39,28 @@ pub struct Cli {
     pub common: CommonArgs,
 }
 
+impl Cli {
+    /// Whether this run does parallel LibTorch work for long enough that the way OpenMP's
+    /// threads wait matters (the binary then asks for passive waiting, docs/benchmarks.md
+    /// "Threads under contention"): restores with a network, serving, batches, training and
+    /// benchmarks, unless on one thread. The rest (classical, degrade, compare, models) is
+    /// over before a second start-up would pay for itself.
+    pub fn runs_parallel_torch(&self) -> bool {
+        let parallel = |t: Option<i32>| t != Some(1);
+        let network =
+            |s: &SolveArgs| s.method.is_none_or(|m| m.needs_network()) && parallel(s.threads);
+        match &self.command {
+            None => network(&self.restore.solve),
+            // Requests may ask for a network whatever the default method is.
+            Some(Command::Serve(a)) => parallel(a.solve.threads),
+            Some(Command::Batch(a)) => network(&a.solve),
+            Some(Command::Train(a)) => parallel(a.threads),
+            Some(Command::Bench(a)) => parallel(a.threads),
+            Some(_) => false,
+        }
+    }
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Apply the forward model to a clean image: y = H x + σ_y·noise.
@@ -190,8 +212,8 @@ pub struct SolveArgs {
     /// Memory budget for one restore, e.g. 8G.
     #[arg(long, value_name = "BYTES", value_parser = parse_size_arg)]
     pub max_memory: Option<u64>,
-    /// LibTorch threads (default: one per core). With other busy processes, fewer are
-    /// often faster.
+    /// LibTorch threads (default: one per core; they wait passively, so other busy
+    /// processes slow them less). With every core busy, 1 is often faster.
     #[arg(long, value_name = "N")]
     pub threads: Option<i32>,
 }

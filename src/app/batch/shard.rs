@@ -83,7 +83,10 @@ pub fn parse(
                 // The task IDs are the shard indexes: a task resubmitted alone
                 // (`sbatch --array=2`) sees an array of one task starting at 2, and must
                 // still take share 2.
-                Some(n) => Shard { index: id, count: n },
+                Some(n) => Shard {
+                    index: id,
+                    count: n,
+                },
                 // A whole array: count from its first task, so `--array=1-4` works too.
                 None => {
                     let min = match env("SLURM_ARRAY_TASK_MIN") {
