@@ -398,7 +398,7 @@ fn default_jobs(device: &str, threads: Option<i32>, files: usize) -> usize {
 /// claim per worker short (a group is also cut so that its pictures' estimated peak memory
 /// fits --max-memory); 1 on the CPU, where a batch took as long as its pictures one after
 /// another (docs/batch.md, "Grouping").
-fn default_group(device: &str) -> usize {
+pub(crate) fn default_group(device: &str) -> usize {
     match crate::device::parse_device(device) {
         Ok(tch::Device::Cuda(_)) => 8,
         _ => 1,
