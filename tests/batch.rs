@@ -816,7 +816,16 @@ fn groups_give_the_same_outputs_as_one_at_a_time() {
     let (one, grouped) = (dir.path().join("one"), dir.path().join("grouped"));
     for (out, group) in [(&one, "1"), (&grouped, "8")] {
         let mut args: Vec<&str> = NOISY.to_vec();
-        args.extend(["-v", "--jobs", "1", "--group", group, s(&input), "-o", s(out)]);
+        args.extend([
+            "-v",
+            "--jobs",
+            "1",
+            "--group",
+            group,
+            s(&input),
+            "-o",
+            s(out),
+        ]);
         let r = batch(&args);
         assert_eq!(r.code, 8, "the bad file fails: {}", r.context());
         let batched = r.stderr.contains("solving 4 pictures as one batch");
@@ -836,8 +845,14 @@ fn groups_give_the_same_outputs_as_one_at_a_time() {
             .collect();
         let worst = off.iter().copied().max().unwrap_or(0);
         let moved = off.iter().filter(|&&d| d > 0).count();
-        eprintln!("{n}: {moved} of {} values moved, by at most {worst}", off.len());
-        assert!(worst <= 1, "{n}: a value moved by {worst} levels in a group");
+        eprintln!(
+            "{n}: {moved} of {} values moved, by at most {worst}",
+            off.len()
+        );
+        assert!(
+            worst <= 1,
+            "{n}: a value moved by {worst} levels in a group"
+        );
     }
     let files = file_records(&grouped);
     assert_eq!(files.len(), 6);

@@ -801,7 +801,10 @@ fn serve_groups_pipelined_requests_with_the_same_answers() {
     };
     let (alone, _) = answers(&["serve", "-v", "--threads", "1"]);
     let (grouped, stderr) = answers(&["serve", "-v", "--threads", "1", "--group", "8"]);
-    assert!(stderr.contains("solving 3 pictures as one batch"), "{stderr}");
+    assert!(
+        stderr.contains("solving 3 pictures as one batch"),
+        "{stderr}"
+    );
     assert_eq!(alone.len(), 6);
     assert_eq!(grouped.len(), 6);
     for (i, ((ha, ba), (hg, bg))) in alone.iter().zip(&grouped).enumerate() {

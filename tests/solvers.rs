@@ -380,7 +380,10 @@ fn batched_images_come_out_as_they_do_alone() {
             let got = batched.narrow(0, i as i64, 1);
             let diff = (&got - &alone).abs().max().double_value(&[]);
             // A quarter of an 8-bit level (2/255 on this scale); seen: up to 4e-4.
-            assert!(diff < 2e-3, "{method} image {i}: off by {diff:.2e} in a batch");
+            assert!(
+                diff < 2e-3,
+                "{method} image {i}: off by {diff:.2e} in a batch"
+            );
         }
         // The images differ, so a mix-up of rows or streams would show above.
         let spread = (batched.narrow(0, 0, 1) - batched.narrow(0, 1, 1))

@@ -525,13 +525,9 @@ impl Shared<'_> {
             .collect();
         // The worker claimed at most `--group` files.
         let group = items.len();
-        let mut restored = pipeline::restore_all(
-            &jobs,
-            group,
-            self.limits,
-            cache,
-            &mut |f, _| lock(board).progress(worker, f),
-        )
+        let mut restored = pipeline::restore_all(&jobs, group, self.limits, cache, &mut |f, _| {
+            lock(board).progress(worker, f)
+        })
         .into_iter();
         drop(jobs);
         drop(ready);
@@ -624,7 +620,8 @@ impl Shared<'_> {
                 };
                 Ok((decoded, mask))
             });
-            let (decoded, mask) = std::panic::catch_unwind(work).map_err(pipeline::panic_error)??;
+            let (decoded, mask) =
+                std::panic::catch_unwind(work).map_err(pipeline::panic_error)??;
             let format = item
                 .options
                 .format

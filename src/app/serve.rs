@@ -135,6 +135,10 @@ fn read_waiting(input: &mut dyn BufRead, limits: &Limits) -> Result<ReadRequest>
     Ok(read)
 }
 
+/// A request read and prepared, `None` at the end of the stream, or the error and whether
+/// the stream is still in step.
+type Ready = std::result::Result<Option<Prepared>, Box<(Error, bool)>>;
+
 /// A request ready for the engine.
 struct Prepared {
     req: Request,
@@ -154,16 +158,16 @@ fn answer(
     models: &mut ModelCache,
     reporter: &mut Reporter,
 ) -> Result<Vec<Turn>> {
-    let prepared: Vec<std::result::Result<Option<Prepared>, (Error, bool)>> = reads
+    let prepared: Vec<Ready> = reads
         .into_iter()
         .map(|read| match read {
             Ok(None) => Ok(None),
             Ok(Some((req, image, mask))) => {
                 prepare(req, &image, mask.as_deref(), defaults, limits, reporter)
                     .map(Some)
-                    .map_err(|e| (e, true))
+                    .map_err(|e| Box::new((e, true)))
             }
-            Err(failed) => Err(*failed),
+            Err(failed) => Err(failed),
         })
         .collect();
     let ready: Vec<&Prepared> = prepared
@@ -179,13 +183,9 @@ fn answer(
             settings: &p.settings,
         })
         .collect();
-    let mut outcomes = pipeline::restore_all(
-        &items,
-        items.len(),
-        limits,
-        models,
-        &mut |f, s| reporter.report(f, s),
-    )
+    let mut outcomes = pipeline::restore_all(&items, items.len(), limits, models, &mut |f, s| {
+        reporter.report(f, s)
+    })
     .into_iter();
     drop(items);
     drop(ready);
@@ -193,7 +193,10 @@ fn answer(
     for p in prepared {
         let turn = match p {
             Ok(None) => Turn::EndOfStream,
-            Err((error, in_step)) => fail(output, error, in_step)?,
+            Err(failed) => {
+                let (error, in_step) = *failed;
+                fail(output, error, in_step)?
+            }
             Ok(Some(p)) => {
                 let outcome = outcomes
                     .next()

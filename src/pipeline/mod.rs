@@ -379,10 +379,12 @@ impl<'a> Work<'a> {
         );
         let inpaint_mask = match (task.base(), &mask_plane) {
             // Padding is known (0 = keep), so the operator never asks to fill it.
-            (Task::Inpaint, Some(m)) => Some(
-                m.to_device(device)
-                    .constant_pad_nd([0, pw * scale, 0, ph * scale]),
-            ),
+            (Task::Inpaint, Some(m)) => {
+                Some(
+                    m.to_device(device)
+                        .constant_pad_nd([0, pw * scale, 0, ph * scale]),
+                )
+            }
             _ => None,
         };
 
@@ -588,7 +590,11 @@ pub fn restore_all(
     let mut results: Vec<Option<Result<Outcome>>> = items.iter().map(|_| None).collect();
     for set in sets {
         for chunk in set.chunks(group.max(1)) {
-            if results.iter().flatten().any(|r| matches!(r, Err(Error::Interrupted))) {
+            if results
+                .iter()
+                .flatten()
+                .any(|r| matches!(r, Err(Error::Interrupted)))
+            {
                 break;
             }
             let solved = match chunk {
@@ -598,7 +604,15 @@ pub fn restore_all(
             for (&i, r) in chunk.iter().zip(solved) {
                 let it = &items[i];
                 results[i] = Some(r.unwrap_or_else(|| {
-                    restore(it.task, it.image, it.mask, it.settings, limits, models, progress)
+                    restore(
+                        it.task,
+                        it.image,
+                        it.mask,
+                        it.settings,
+                        limits,
+                        models,
+                        progress,
+                    )
                 }));
             }
         }
@@ -639,7 +653,10 @@ fn restore_group(
         return alone();
     };
     if progress(0.0, "load") == Control::Stop {
-        return chunk.iter().map(|_| Some(Err(Error::Interrupted))).collect();
+        return chunk
+            .iter()
+            .map(|_| Some(Err(Error::Interrupted)))
+            .collect();
     }
     let Ok(denoiser) = models.get(
         settings.method,
@@ -655,7 +672,16 @@ fn restore_group(
             .iter()
             .map(|&i| {
                 let it = &items[i];
-                Work::new(it.task, it.image, None, it.settings, limits, device, denoiser).ok()
+                Work::new(
+                    it.task,
+                    it.image,
+                    None,
+                    it.settings,
+                    limits,
+                    device,
+                    denoiser,
+                )
+                .ok()
             })
             .collect();
         // Whole pictures only (a tiled one would need its tiles batched with the others').
@@ -686,7 +712,16 @@ fn restore_group(
         let mut out: Vec<Option<Result<Outcome>>> = chunk.iter().map(|_| None).collect();
         for batch in batches.into_iter().filter(|b| b.len() > 1) {
             let members: Vec<&Work> = batch.iter().flat_map(|&j| works[j].as_ref()).collect();
-            let solved = solve_batch(op, &members, chunk, &batch, items, denoiser, solver.as_ref(), progress);
+            let solved = solve_batch(
+                op,
+                &members,
+                chunk,
+                &batch,
+                items,
+                denoiser,
+                solver.as_ref(),
+                progress,
+            );
             let (result, last) = match solved {
                 Ok(r) => r,
                 Err(Error::Interrupted) => {
@@ -696,7 +731,10 @@ fn restore_group(
                     continue;
                 }
                 Err(e) => {
-                    log::warn!("a group of {} failed ({e}); one at a time instead", batch.len());
+                    log::warn!(
+                        "a group of {} failed ({e}); one at a time instead",
+                        batch.len()
+                    );
                     continue;
                 }
             };
@@ -752,7 +790,10 @@ fn solve_batch(
         y: Tensor::cat(&ys, 0),
         sigma_y: members[0].solver_sigma(op),
     };
-    let seeds: Vec<u64> = batch.iter().map(|&j| items[chunk[j]].settings.seed).collect();
+    let seeds: Vec<u64> = batch
+        .iter()
+        .map(|&j| items[chunk[j]].settings.seed)
+        .collect();
     log::info!("solving {} pictures as one batch", seeds.len());
     if progress(0.0, "restore") == Control::Stop {
         return Err(Error::Interrupted);
