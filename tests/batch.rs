@@ -862,3 +862,80 @@ fn jobs_give_the_same_outputs_as_one_worker() {
     let r = batch(&["--jobs", "0", "--sr", "2", s(&input), "-o", s(&two)]);
     assert_eq!(r.code, 2, "{}", r.context());
 }
+
+/// `--group`: files of equal size share one solve, and give the same bytes as one at a
+/// time (each keeps its own seed); a file of another size goes alone, a bad file among
+/// them fails alone, each file gets its own record, and a rerun skips what is done.
+#[test]
+fn groups_give_the_same_outputs_as_one_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    let photo = rgb(32, 24);
+    write(&input.join("a.png"), &png(&photo));
+    write(&input.join("b.png"), &png(&photo.fliph()));
+    write(&input.join("bad.png"), b"not an image at all");
+    write(&input.join("c.png"), &png(&photo.flipv()));
+    write(&input.join("d.png"), &png(&rgb(40, 24)));
+    // Gray and colour pictures of one size share a solve too.
+    write(&input.join("g.png"), &png(&photo.rotate180().grayscale()));
+    let good = ["a.png", "b.png", "c.png", "d.png", "g.png"];
+    let (one, grouped) = (dir.path().join("one"), dir.path().join("grouped"));
+    for (out, group) in [(&one, "1"), (&grouped, "8")] {
+        let mut args: Vec<&str> = NOISY.to_vec();
+        args.extend([
+            "-v",
+            "--jobs",
+            "1",
+            "--group",
+            group,
+            s(&input),
+            "-o",
+            s(out),
+        ]);
+        let r = batch(&args);
+        assert_eq!(r.code, 8, "the bad file fails: {}", r.context());
+        let batched = r.stderr.contains("solving 4 pictures as one batch");
+        assert_eq!(batched, group == "8", "{}", r.context());
+    }
+    // Batched convolutions on the CPU round differently in the last bits from single ones,
+    // which moves a few pixels by one level (docs/batch.md, "Grouping").
+    for n in good {
+        let a = cli_common::decode(&std::fs::read(one.join(n)).unwrap()).to_rgb8();
+        let b = cli_common::decode(&std::fs::read(grouped.join(n)).unwrap()).to_rgb8();
+        assert_eq!(a.dimensions(), b.dimensions(), "{n}");
+        let off: Vec<i32> = a
+            .as_raw()
+            .iter()
+            .zip(b.as_raw())
+            .map(|(x, y)| (i32::from(*x) - i32::from(*y)).abs())
+            .collect();
+        let worst = off.iter().copied().max().unwrap_or(0);
+        let moved = off.iter().filter(|&&d| d > 0).count();
+        eprintln!(
+            "{n}: {moved} of {} values moved, by at most {worst}",
+            off.len()
+        );
+        assert!(
+            worst <= 1,
+            "{n}: a value moved by {worst} levels in a group"
+        );
+    }
+    let files = file_records(&grouped);
+    assert_eq!(files.len(), 6);
+    for f in &files {
+        let failed = f["rel"] == "bad.png";
+        assert_eq!(f["status"], if failed { "failed" } else { "done" }, "{f}");
+    }
+    let seeds: BTreeSet<u64> = files.iter().map(|f| f["seed"].as_u64().unwrap()).collect();
+    assert_eq!(seeds.len(), 6, "each file its own seed");
+    // A rerun skips the done files, grouped or not, and tries the bad one again.
+    let mut args: Vec<&str> = NOISY.to_vec();
+    args.extend(["--jobs", "1", "--group", "8", s(&input), "-o", s(&grouped)]);
+    let r = batch(&args);
+    assert_eq!(r.code, 8, "{}", r.context());
+    let again = file_records(&grouped);
+    assert_eq!(again.len(), 7, "only the bad file is recorded again");
+    assert_eq!(again[6]["rel"], "bad.png");
+    let r = batch(&["--group", "0", "--sr", "2", s(&input), "-o", s(&grouped)]);
+    assert_eq!(r.code, 2, "{}", r.context());
+}

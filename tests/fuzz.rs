@@ -740,7 +740,7 @@ fn serve_once(stream: &[u8], settings: &Settings, limits: &Limits) -> Result<usi
     let mut input = stream;
     let mut out = Vec::new();
     let mut reporter = Reporter::new(ProgressKind::None);
-    let result = vml::app::serve::serve(&mut input, &mut out, settings, limits, &mut reporter);
+    let result = vml::app::serve::serve(&mut input, &mut out, settings, limits, &mut reporter, 1);
     let headers = frames(&out)?;
     let ok = headers.iter().filter(|h| h["ok"] == true).count();
     match result {
@@ -829,6 +829,7 @@ fn fuzz_protocol_framing() {
             &settings,
             &limits,
             &mut Reporter::new(ProgressKind::None),
+            1,
         );
         assert!(matches!(r, Ok(0)), "seed {name}: {r:?}");
         let hs = frames(&out).unwrap();

@@ -758,3 +758,70 @@ fn sigma_y_auto_and_jpeg_tables_in_requests() {
     check_error("a zero JPEG step", &h, 2);
     assert!(rest.is_empty());
 }
+
+/// `serve --group`: pipelined requests of equal size share one solve (vml-map on the
+/// shipped model, which draws noise from each request's seed), and every request gets the
+/// answer it gets without grouping, in order: the same headers but the time, the same
+/// pixels to one level (batched convolutions round differently in the last bits), the same
+/// errors for a bad request among them; a request of another size and an inpainting one
+/// (with its own mask) go alone.
+#[test]
+fn serve_groups_pipelined_requests_with_the_same_answers() {
+    let noisy = |seed: u64| {
+        json!({"vml":1,"task":{"kind":"sr","scale":2},"image":{"bytes":0},
+               "options":{"method":"vml-map","model":"default","device":"cpu","steps":2,
+                          "iters":1,"seed":seed}})
+    };
+    let photo = rgb(16, 12);
+    let mut stream = Vec::new();
+    stream.extend(request(&noisy(1), &png(&photo), None));
+    stream.extend(request(&noisy(2), &png(&photo.fliph()), None));
+    stream.extend(request(&noisy(3), b"garbage garbage", None));
+    stream.extend(request(&noisy(1), &png(&rgb(24, 12)), None));
+    stream.extend(request(&noisy(4), &png(&photo.flipv()), None));
+    let mask = png(&box_mask(16, 12, 2, 2, 8, 8));
+    let inpaint = json!({"vml":1,"task":{"kind":"inpaint"},"image":{"bytes":0},
+        "options":{"method":"vml-map","model":"default","device":"cpu","steps":2,"iters":1}});
+    stream.extend(request(&inpaint, &png(&photo), Some(&mask)));
+    let answers = |args: &[&str]| {
+        let r = run(args, &stream);
+        assert_eq!(r.code, 0, "{}", r.context());
+        let mut rest = r.stdout.clone();
+        let mut out = Vec::new();
+        while !rest.is_empty() {
+            let (mut h, body, tail) = split_response(&rest);
+            if h["ok"] == true {
+                h["stats"]["seconds"] = json!(0);
+                h["image"]["bytes"] = json!(0);
+            }
+            out.push((h, body));
+            rest = tail;
+        }
+        (out, r.stderr)
+    };
+    let (alone, _) = answers(&["serve", "-v", "--threads", "1"]);
+    let (grouped, stderr) = answers(&["serve", "-v", "--threads", "1", "--group", "8"]);
+    assert!(
+        stderr.contains("solving 3 pictures as one batch"),
+        "{stderr}"
+    );
+    assert_eq!(alone.len(), 6);
+    assert_eq!(grouped.len(), 6);
+    for (i, ((ha, ba), (hg, bg))) in alone.iter().zip(&grouped).enumerate() {
+        assert_eq!(ha, hg, "response {i}");
+        assert_eq!(ha["ok"], i != 2, "response {i}: {ha}");
+        if ba.is_empty() {
+            continue;
+        }
+        let (a, g) = (decode(ba).to_rgb8(), decode(bg).to_rgb8());
+        let worst = a
+            .as_raw()
+            .iter()
+            .zip(g.as_raw())
+            .map(|(x, y)| (i32::from(*x) - i32::from(*y)).abs())
+            .max();
+        assert!(worst <= Some(1), "response {i}: off by {worst:?} levels");
+    }
+    let r = run(&["serve", "--group", "0"], b"");
+    assert_eq!(r.code, 2, "{}", r.context());
+}

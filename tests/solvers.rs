@@ -315,3 +315,91 @@ fn the_root_api_restores_an_encoded_picture() {
     let e = restore(&bad).err().unwrap();
     assert_eq!(e.exit_code(), 2, "{e}");
 }
+
+/// Every method that batches ([`solvers::Method::batches`]) gives each image of a batch,
+/// solved with one seed per image, what it gives that image alone with its seed: the
+/// per-image noise streams and the audit of batch-wide reductions. A real (small,
+/// random-weight) UNet, so batched convolutions are in the loop; they may differ from
+/// single ones in the last bits, hence the tolerance. Two operators: SR (SVD) and a
+/// Gaussian blur, whose classical start (Wiener, conjugate gradients) used to couple the
+/// images of a batch.
+#[test]
+fn batched_images_come_out_as_they_do_alone() {
+    let _serial = serial();
+    tch::set_num_threads(1);
+    tch::manual_seed(0);
+    let vs = tch::nn::VarStore::new(cpu());
+    let cfg = vml::model::UNetConfig::shipped_default();
+    let net = vml::model::UNet::new(&vs.root(), &cfg).unwrap();
+    let den = EpsDenoiser::new(&net);
+    let shape = [3, 16, 16];
+    let sr = vml::task::Task::Sr {
+        scale: 2,
+        downsample: vml::task::SrKind::Avgpool,
+    };
+    let blur = vml::task::Task::Deblur(vml::task::Blur::Gaussian { sigma: 1.0 });
+    let x = Tensor::rand([3, 3, 16, 16], (Kind::Float, cpu())) * 1.6 - 0.8;
+    let seeds = [11u64, 5, 1 << 40];
+    let few = |steps, iters| SolverOptions {
+        steps: Some(steps),
+        iters,
+        ..Default::default()
+    };
+    let classical_start = SolverOptions {
+        init: Some(solvers::Init::Classical),
+        ..few(3, Some(1))
+    };
+    let mut cases = vec![(solvers::Method::VmlMap, blur.clone(), classical_start)];
+    for &m in solvers::Method::ALL.iter().filter(|m| m.batches()) {
+        let o = match m {
+            solvers::Method::VmlMap | solvers::Method::VmlMapPre => few(3, Some(1)),
+            solvers::Method::Daps => few(3, Some(2)),
+            _ => few(4, None),
+        };
+        cases.push((m, sr.clone(), o));
+    }
+    assert!(cases.len() >= 9, "every method but classical batches");
+    for (method, task, o) in cases {
+        let op = vml::operators::build(&task, shape, None).unwrap();
+        let y = op.forward(&x);
+        let solver = solvers::build(method, &o).unwrap();
+        let solve = |y: Tensor, seeds: &[u64]| {
+            let problem = Problem {
+                op: op.as_ref(),
+                y,
+                sigma_y: 0.02,
+            };
+            solver
+                .solve_seeded(&den, &problem, seeds, &mut |_| Control::Continue)
+                .unwrap()
+                .unwrap()
+        };
+        let batched = solve(y.shallow_clone(), &seeds);
+        for (i, &seed) in seeds.iter().enumerate() {
+            let alone = solve(y.narrow(0, i as i64, 1), &[seed]);
+            let got = batched.narrow(0, i as i64, 1);
+            let diff = (&got - &alone).abs().max().double_value(&[]);
+            // A quarter of an 8-bit level (2/255 on this scale); seen: up to 4e-4.
+            assert!(
+                diff < 2e-3,
+                "{method} image {i}: off by {diff:.2e} in a batch"
+            );
+        }
+        // The images differ, so a mix-up of rows or streams would show above.
+        let spread = (batched.narrow(0, 0, 1) - batched.narrow(0, 1, 1))
+            .abs()
+            .max()
+            .double_value(&[]);
+        assert!(spread > 1e-2, "{method}: images of the batch are alike");
+    }
+    // A seed count that is neither 1 nor N is refused.
+    let op = vml::operators::build(&sr, shape, None).unwrap();
+    let problem = Problem {
+        op: op.as_ref(),
+        y: op.forward(&x),
+        sigma_y: 0.02,
+    };
+    let solver = solvers::build(solvers::Method::Dps, &few(2, None)).unwrap();
+    let r = solver.solve_seeded(&den, &problem, &[1, 2], &mut |_| Control::Continue);
+    assert!(matches!(r, Err(vml::Error::Usage(_))));
+}

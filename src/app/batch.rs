@@ -64,6 +64,12 @@ pub struct BatchArgs {
     /// faster layout, docs/batch.md); on a GPU, one.
     #[arg(long, value_name = "N")]
     pub jobs: Option<usize>,
+    /// The most files of equal size (and equal settings, no mask) restored as one batch,
+    /// one network call per step for all of them, each with its own seed, record and
+    /// output (docs/batch.md, "Grouping"). A worker takes this many files of the list at a
+    /// time. Default: 8 on a CUDA device, 1 on the CPU (where grouping did not help).
+    #[arg(long, value_name = "N")]
+    pub group: Option<usize>,
     /// Redo every file, even those a journal says are done.
     #[arg(long)]
     pub force: bool,
@@ -101,6 +107,9 @@ pub fn run(args: &BatchArgs, common: &CommonArgs, limits: &Limits) -> Result<i32
     crate::device::set_threads(args.solve.threads)?;
     if args.jobs == Some(0) {
         return Err(Error::Usage("--jobs must be at least 1".into()));
+    }
+    if args.group == Some(0) {
+        return Err(Error::Usage("--group must be at least 1".into()));
     }
     let outdir = args
         .output
@@ -176,7 +185,10 @@ pub fn run(args: &BatchArgs, common: &CommonArgs, limits: &Limits) -> Result<i32
     let jobs = args
         .jobs
         .unwrap_or_else(|| default_jobs(&args.solve.device, args.solve.threads, items.len()));
-    log::info!("{jobs} worker(s)");
+    let group = args
+        .group
+        .unwrap_or_else(|| default_group(&args.solve.device));
+    log::info!("{jobs} worker(s), groups of up to {group} files");
     let board = Mutex::new(Board {
         journal,
         reporter: Reporter::new(progress_kind(common)),
@@ -207,15 +219,19 @@ pub fn run(args: &BatchArgs, common: &CommonArgs, limits: &Limits) -> Result<i32
                     if lock(board).stop.is_some() {
                         return;
                     }
-                    let Some(item) = items.get(next.fetch_add(1, Ordering::SeqCst)) else {
+                    // The next `group` files of the list: those of equal size among them
+                    // share a solve.
+                    let first = next.fetch_add(group, Ordering::SeqCst);
+                    let Some(claimed) = items.get(first..items.len().min(first + group)) else {
                         return;
                     };
-                    let prior: &[FileRecord] = match shared.args.force {
-                        true => &[],
-                        false => done_before.get(&item.rel).map_or(&[], Vec::as_slice),
-                    };
-                    let outcome = shared.one(&mut cache, board, w, item, prior);
-                    lock(board).record(w, outcome);
+                    if claimed.is_empty() {
+                        return;
+                    }
+                    let outcomes = shared.some(&mut cache, board, w, claimed, done_before);
+                    for outcome in outcomes {
+                        lock(board).record(w, outcome);
+                    }
                 }
             });
         }
@@ -377,6 +393,18 @@ fn default_jobs(device: &str, threads: Option<i32>, files: usize) -> usize {
     (cores / per_worker).clamp(1, 4).min(files.max(1))
 }
 
+/// `--group` when not given: 8 on a CUDA device, where one network call on a batch of small
+/// pictures costs little more than on one until the device is busy, and 8 keeps the list's
+/// claim per worker short (a group is also cut so that its pictures' estimated peak memory
+/// fits --max-memory); 1 on the CPU, where a batch took as long as its pictures one after
+/// another (docs/batch.md, "Grouping").
+pub(crate) fn default_group(device: &str) -> usize {
+    match crate::device::parse_device(device) {
+        Ok(tch::Device::Cuda(_)) => 8,
+        _ => 1,
+    }
+}
+
 /// LibTorch threads per worker: `--threads`, else the cores split between the workers
 /// (one worker: LibTorch's own choice).
 fn worker_threads(jobs: usize, threads: Option<i32>) -> Option<i32> {
@@ -440,16 +468,96 @@ struct Read {
     mask: Option<Vec<u8>>,
 }
 
+/// A file read, decoded and ready for the engine.
+struct Ready {
+    record: FileRecord,
+    started: Instant,
+    task: Task,
+    settings: Settings,
+    decoded: io::Decoded,
+    mask: Option<crate::io::Picture>,
+    format: Format,
+}
+
+/// How a file's first half ended: ready to restore, or already over (skipped, failed).
+enum Begun {
+    Ready(Box<Ready>),
+    Over(Result<Outcome>),
+}
+
 impl Shared<'_> {
-    /// One file. `Err` only for what stops the batch: a signal, OUTDIR not writable.
-    fn one(
+    /// Some consecutive files of the list, restored together where they can share a solve
+    /// (`pipeline::restore_all`); an outcome for each, in order. `Err` only for what stops
+    /// the batch: a signal, OUTDIR not writable.
+    fn some(
         &self,
         cache: &mut ModelCache,
         board: &Mutex<Board>,
         worker: usize,
-        item: &inputs::Item,
-        prior: &[FileRecord],
-    ) -> Result<Outcome> {
+        items: &[inputs::Item],
+        done_before: &std::collections::BTreeMap<String, Vec<FileRecord>>,
+    ) -> Vec<Result<Outcome>> {
+        let begun: Vec<(&inputs::Item, Begun)> = items
+            .iter()
+            .map(|item| {
+                let prior: &[FileRecord] = match self.args.force {
+                    true => &[],
+                    false => done_before.get(&item.rel).map_or(&[], Vec::as_slice),
+                };
+                (item, self.begin(item, prior))
+            })
+            .collect();
+        let ready: Vec<&Ready> = begun
+            .iter()
+            .filter_map(|(_, b)| match b {
+                Begun::Ready(r) => Some(r.as_ref()),
+                Begun::Over(_) => None,
+            })
+            .collect();
+        let jobs: Vec<pipeline::Item> = ready
+            .iter()
+            .map(|r| pipeline::Item {
+                task: &r.task,
+                image: &r.decoded.picture,
+                mask: r.mask.as_ref(),
+                settings: &r.settings,
+            })
+            .collect();
+        // The worker claimed at most `--group` files.
+        let group = items.len();
+        let mut restored = pipeline::restore_all(&jobs, group, self.limits, cache, &mut |f, _| {
+            lock(board).progress(worker, f)
+        })
+        .into_iter();
+        drop(jobs);
+        drop(ready);
+        begun
+            .into_iter()
+            .map(|(item, b)| match b {
+                Begun::Over(outcome) => outcome,
+                Begun::Ready(r) => {
+                    let restored = restored
+                        .next()
+                        .unwrap_or(Err(Error::Internal("a file lost its result".into())));
+                    let encoded = restored.and_then(|outcome| {
+                        let work = std::panic::AssertUnwindSafe(|| {
+                            io::encode_with(
+                                &outcome.picture,
+                                r.format,
+                                &self.args.encode.metadata(&r.decoded),
+                            )
+                        });
+                        std::panic::catch_unwind(work).map_err(pipeline::panic_error)?
+                    });
+                    self.conclude(item, r.record, r.started, encoded.map(Some))
+                }
+            })
+            .collect()
+    }
+
+    /// A file up to the restore: its settings and seed, the model's identity, the bytes
+    /// read and hashed, the skip when a journal says it is done, the decode.
+    fn begin(&self, item: &inputs::Item, prior: &[FileRecord]) -> Begun {
         let started = Instant::now();
         let settings = serve_settings(item, &self.base).map(|mut s| {
             s.seed = shard::file_seed(s.seed, &item.rel);
@@ -481,7 +589,7 @@ impl Shared<'_> {
             fingerprint: None,
             time: 0,
         };
-        let result = settings.and_then(|s| {
+        let result = settings.and_then(|mut s| {
             record.method = s.method.name().to_string();
             record.preset = s.solver.quality.unwrap_or(Quality::Normal).name().into();
             record.seed = s.seed;
@@ -496,8 +604,55 @@ impl Shared<'_> {
             if prior.iter().any(|p| self.verified(p, &fingerprint)) {
                 return Ok(None);
             }
-            self.restore(cache, board, worker, item, s, &read).map(Some)
+            let task = item
+                .task
+                .as_ref()
+                .or(self.task)
+                .ok_or_else(|| Error::Internal("a file without a task".into()))?
+                .clone();
+            s.jpeg_tables = pipeline::jpeg_tables(&task, &read.input)?;
+            let limits = self.limits;
+            let work = std::panic::AssertUnwindSafe(|| -> Result<_> {
+                let decoded = io::decode(&read.input, limits, "input image")?;
+                let mask = match &read.mask {
+                    Some(m) => Some(io::decode(m, limits, "mask")?.picture),
+                    None => None,
+                };
+                Ok((decoded, mask))
+            });
+            let (decoded, mask) =
+                std::panic::catch_unwind(work).map_err(pipeline::panic_error)??;
+            let format = item
+                .options
+                .format
+                .or(self.format)
+                .or_else(|| Format::from_path(Path::new(&item.output_rel)))
+                .unwrap_or(decoded.format);
+            Ok(Some((task, s, decoded, mask, format)))
         });
+        match result {
+            Ok(Some((task, settings, decoded, mask, format))) => Begun::Ready(Box::new(Ready {
+                record,
+                started,
+                task,
+                settings,
+                decoded,
+                mask,
+                format,
+            })),
+            Ok(None) => Begun::Over(Ok(Outcome::Skipped)),
+            Err(e) => Begun::Over(self.conclude(item, record, started, Err(e))),
+        }
+    }
+
+    /// How a file ends: its output written (`Some` bytes), skipped (`None`), or failed.
+    fn conclude(
+        &self,
+        item: &inputs::Item,
+        mut record: FileRecord,
+        started: Instant,
+        result: Result<Option<Vec<u8>>>,
+    ) -> Result<Outcome> {
         record.seconds = started.elapsed().as_secs_f64();
         record.time = journal::now();
         match result {
@@ -578,55 +733,6 @@ impl Shared<'_> {
             Ok(bytes) => Some(sha256_hex(&bytes)) == p.sha256,
             Err(_) => false,
         }
-    }
-
-    /// Decode, restore, encode: the encoded output.
-    fn restore(
-        &self,
-        cache: &mut ModelCache,
-        board: &Mutex<Board>,
-        worker: usize,
-        item: &inputs::Item,
-        mut s: Settings,
-        read: &Read,
-    ) -> Result<Vec<u8>> {
-        let task = item
-            .task
-            .as_ref()
-            .or(self.task)
-            .ok_or_else(|| Error::Internal("a file without a task".into()))?
-            .clone();
-        s.jpeg_tables = pipeline::jpeg_tables(&task, &read.input)?;
-        let limits = self.limits;
-        let work = std::panic::AssertUnwindSafe(|| -> Result<Vec<u8>> {
-            let decoded = io::decode(&read.input, limits, "input image")?;
-            let mask = match &read.mask {
-                Some(m) => Some(io::decode(m, limits, "mask")?.picture),
-                None => None,
-            };
-            let format = item
-                .options
-                .format
-                .or(self.format)
-                .or_else(|| Format::from_path(Path::new(&item.output_rel)))
-                .unwrap_or(decoded.format);
-            let outcome = pipeline::restore(
-                &task,
-                &decoded.picture,
-                mask.as_ref(),
-                &s,
-                limits,
-                cache,
-                &mut |f, _| lock(board).progress(worker, f),
-            );
-            let outcome = outcome?;
-            io::encode_with(
-                &outcome.picture,
-                format,
-                &self.args.encode.metadata(&decoded),
-            )
-        });
-        std::panic::catch_unwind(work).map_err(pipeline::panic_error)?
     }
 }
 

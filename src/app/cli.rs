@@ -246,6 +246,12 @@ pub struct DegradeArgs {
 pub struct ServeArgs {
     #[command(flatten)]
     pub solve: SolveArgs,
+    /// The most pipelined requests (written before their answers are read) restored
+    /// together: those of equal size and settings, no mask, share one solve, and each is
+    /// answered in order as if alone (docs/protocol.md §3). Default: 8 on a CUDA device, 1
+    /// on the CPU.
+    #[arg(long, value_name = "N")]
+    pub group: Option<usize>,
 }
 
 /// Flags every mode takes.
@@ -522,8 +528,15 @@ pub fn run(cli: Cli) -> Result<i32> {
         Some(Command::Serve(args)) => {
             crate::device::set_threads(args.solve.threads)?;
             let mut reporter = cli.common.reporter(true);
-            let stdin = std::io::stdin();
-            let mut input = stdin.lock();
+            if args.group == Some(0) {
+                return Err(Error::Usage("--group must be at least 1".into()));
+            }
+            let group = args
+                .group
+                .unwrap_or_else(|| crate::app::batch::default_group(&args.solve.device));
+            // A buffer of our own, which serve looks into to tell whether the client has
+            // pipelined more requests (larger than stdin's, which it then bypasses).
+            let mut input = std::io::BufReader::with_capacity(1 << 16, std::io::stdin());
             let mut output = std::io::stdout().lock();
             crate::app::serve::serve(
                 &mut input,
@@ -531,6 +544,7 @@ pub fn run(cli: Cli) -> Result<i32> {
                 &args.solve.settings(),
                 &limits,
                 &mut reporter,
+                group,
             )
         }
         Some(Command::Batch(args)) => crate::app::batch::run(&args, &cli.common, &limits),

@@ -22,37 +22,87 @@ enum Turn {
     Failed { error: Error, in_step: bool },
 }
 
+/// A request stream that can tell, without blocking, whether more input is already there:
+/// a client that pipelines has written its next requests before reading the answers.
+pub trait Waiting {
+    fn waiting(&self) -> bool;
+}
+
+impl<R: std::io::Read + std::os::fd::AsRawFd> Waiting for std::io::BufReader<R> {
+    fn waiting(&self) -> bool {
+        !self.buffer().is_empty() || readable(self.get_ref().as_raw_fd())
+    }
+}
+
+impl Waiting for &[u8] {
+    fn waiting(&self) -> bool {
+        !self.is_empty()
+    }
+}
+
+/// Whether a read of `fd` would return at once (bytes, or the end of the stream).
+fn readable(fd: std::os::fd::RawFd) -> bool {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // A zero timeout: poll only looks.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    n > 0 && p.revents & (libc::POLLIN | libc::POLLHUP) != 0
+}
+
 /// Answers requests until the end of `input`; `defaults` fill what requests leave out.
-/// Returns the exit code (0 at a clean end of stream, even after failed requests).
-pub fn serve(
-    input: &mut dyn BufRead,
+/// Requests the client has already written when one is read (pipelined) are read with it,
+/// up to `group` in all, and restored together (`pipeline::restore_all`: those of equal
+/// size and settings share a solve); each is answered in order as if alone. Returns the
+/// exit code (0 at a clean end of stream, even after failed requests).
+pub fn serve<R: BufRead + Waiting>(
+    input: &mut R,
     output: &mut dyn Write,
     defaults: &Settings,
     limits: &Limits,
     reporter: &mut Reporter,
+    group: usize,
 ) -> Result<i32> {
     let mut models = ModelCache::default();
     let mut served = 0usize;
     loop {
-        match turn(input, output, defaults, limits, &mut models, reporter)? {
-            Turn::EndOfStream => {
-                log::info!("end of input after {served} requests");
-                return Ok(0);
+        let mut reads = vec![read_waiting(input, limits)?];
+        while reads.len() < group
+            && reads.last().is_some_and(|r| match r {
+                Ok(r) => r.is_some(),
+                Err(failed) => failed.1,
+            })
+            && input.waiting()
+        {
+            let r = read_waiting(input, limits)?;
+            if matches!(r, Ok(None)) {
+                break;
             }
-            // A signal that came while the answer was computed or written stops the server
-            // now, rather than after the client's next request.
-            Turn::Answered if signals::interrupted() => return Err(Error::Interrupted),
-            Turn::Answered => served += 1,
-            Turn::Failed { error, in_step } => {
-                served += 1;
-                if matches!(error, Error::Interrupted) || signals::interrupted() {
-                    return Err(Error::Interrupted);
+            reads.push(r);
+        }
+        for turn in answer(reads, output, defaults, limits, &mut models, reporter)? {
+            match turn {
+                Turn::EndOfStream => {
+                    log::info!("end of input after {served} requests");
+                    return Ok(0);
                 }
-                if !in_step {
-                    log::warn!("the stream cannot be framed past this error; serve stops");
-                    return Err(error);
+                // A signal that came while the answer was computed or written stops the
+                // server now, rather than after the client's next request.
+                Turn::Answered if signals::interrupted() => return Err(Error::Interrupted),
+                Turn::Answered => served += 1,
+                Turn::Failed { error, in_step } => {
+                    served += 1;
+                    if matches!(error, Error::Interrupted) || signals::interrupted() {
+                        return Err(Error::Interrupted);
+                    }
+                    if !in_step {
+                        log::warn!("the stream cannot be framed past this error; serve stops");
+                        return Err(error);
+                    }
+                    log::warn!("request {served} failed: {error}");
                 }
-                log::warn!("request {served} failed: {error}");
             }
         }
     }
@@ -67,48 +117,102 @@ pub fn answer_one(
     reporter: &mut Reporter,
 ) -> Result<i32> {
     let mut models = ModelCache::default();
-    match turn(input, output, defaults, limits, &mut models, reporter)? {
-        Turn::EndOfStream => Err(Error::Input("empty input".into())),
-        Turn::Answered => Ok(0),
-        Turn::Failed { error, .. } => Err(error),
+    let read = read_waiting(input, limits)?;
+    let turns = answer(vec![read], output, defaults, limits, &mut models, reporter)?;
+    match turns.into_iter().next() {
+        None | Some(Turn::EndOfStream) => Err(Error::Input("empty input".into())),
+        Some(Turn::Answered) => Ok(0),
+        Some(Turn::Failed { error, .. }) => Err(error),
     }
 }
 
-fn turn(
-    input: &mut dyn BufRead,
+/// The next request, blocked on the client meanwhile: a signal then ends the process at
+/// once (nothing to clean up).
+fn read_waiting(input: &mut dyn BufRead, limits: &Limits) -> Result<ReadRequest> {
+    let wait = signals::InputWait::begin()?;
+    let read = read_request(input, limits);
+    drop(wait);
+    Ok(read)
+}
+
+/// A request read and prepared, `None` at the end of the stream, or the error and whether
+/// the stream is still in step.
+type Ready = std::result::Result<Option<Prepared>, Box<(Error, bool)>>;
+
+/// A request ready for the engine.
+struct Prepared {
+    req: Request,
+    decoded: io::Decoded,
+    mask: Option<io::Picture>,
+    settings: Settings,
+    format: io::Format,
+}
+
+/// Answers the requests read, in order: each one's response (or error) is written as it
+/// would be alone, after those of equal size and settings were restored together.
+fn answer(
+    reads: Vec<ReadRequest>,
     output: &mut dyn Write,
     defaults: &Settings,
     limits: &Limits,
     models: &mut ModelCache,
     reporter: &mut Reporter,
-) -> Result<Turn> {
-    // Blocked on the client: a signal ends the process at once (nothing to clean up).
-    let wait = signals::InputWait::begin()?;
-    let read = read_request(input, limits);
-    drop(wait);
-    let (req, image, mask) = match read {
-        Ok(None) => return Ok(Turn::EndOfStream),
-        Ok(Some(r)) => r,
-        Err(failed) => {
-            let (error, in_step) = *failed;
-            return fail(output, error, in_step);
-        }
-    };
-    match handle(
-        &req,
-        &image,
-        mask.as_deref(),
-        defaults,
-        limits,
-        models,
-        reporter,
-    ) {
-        Ok((response, bytes)) => {
-            protocol::write_response(output, &response, &bytes)?;
-            Ok(Turn::Answered)
-        }
-        Err(e) => fail(output, e, true),
+) -> Result<Vec<Turn>> {
+    let prepared: Vec<Ready> = reads
+        .into_iter()
+        .map(|read| match read {
+            Ok(None) => Ok(None),
+            Ok(Some((req, image, mask))) => {
+                prepare(req, &image, mask.as_deref(), defaults, limits, reporter)
+                    .map(Some)
+                    .map_err(|e| Box::new((e, true)))
+            }
+            Err(failed) => Err(failed),
+        })
+        .collect();
+    let ready: Vec<&Prepared> = prepared
+        .iter()
+        .filter_map(|p| p.as_ref().ok().and_then(Option::as_ref))
+        .collect();
+    let items: Vec<pipeline::Item> = ready
+        .iter()
+        .map(|p| pipeline::Item {
+            task: &p.req.task,
+            image: &p.decoded.picture,
+            mask: p.mask.as_ref(),
+            settings: &p.settings,
+        })
+        .collect();
+    let mut outcomes = pipeline::restore_all(&items, items.len(), limits, models, &mut |f, s| {
+        reporter.report(f, s)
+    })
+    .into_iter();
+    drop(items);
+    drop(ready);
+    let mut turns = Vec::new();
+    for p in prepared {
+        let turn = match p {
+            Ok(None) => Turn::EndOfStream,
+            Err(failed) => {
+                let (error, in_step) = *failed;
+                fail(output, error, in_step)?
+            }
+            Ok(Some(p)) => {
+                let outcome = outcomes
+                    .next()
+                    .unwrap_or(Err(Error::Internal("a request lost its result".into())));
+                match outcome.and_then(|o| respond(&p, o, reporter)) {
+                    Ok((response, bytes)) => {
+                        protocol::write_response(output, &response, &bytes)?;
+                        Turn::Answered
+                    }
+                    Err(e) => fail(output, e, true)?,
+                }
+            }
+        };
+        turns.push(turn);
     }
+    Ok(turns)
 }
 
 /// A request and its payloads; `Ok(None)` at a clean end of stream; on failure, the error
@@ -164,16 +268,15 @@ fn fail(output: &mut dyn Write, error: Error, in_step: bool) -> Result<Turn> {
     Ok(Turn::Failed { error, in_step })
 }
 
-/// Runs one parsed request: decode, restore, encode.
-fn handle(
-    req: &Request,
+/// A parsed request decoded, with its settings.
+fn prepare(
+    req: Request,
     image: &[u8],
     mask: Option<&[u8]>,
     defaults: &Settings,
     limits: &Limits,
-    models: &mut ModelCache,
     reporter: &mut Reporter,
-) -> Result<(Response, Vec<u8>)> {
+) -> Result<Prepared> {
     if reporter.report(0.0, "decode") == Control::Stop {
         return Err(Error::Interrupted);
     }
@@ -197,23 +300,29 @@ fn handle(
         ),
         None => None,
     };
-    let mut settings = settings_for(req, defaults)?;
+    let mut settings = settings_for(&req, defaults)?;
     settings.jpeg_tables = pipeline::jpeg_tables(&req.task, image)?;
     let format = req.options.format.unwrap_or(decoded.format);
-    let outcome = pipeline::restore(
-        &req.task,
-        &decoded.picture,
-        mask.as_ref(),
-        &settings,
-        limits,
-        models,
-        &mut |f, s| reporter.report(f, s),
-    )?;
-    let bytes = io::encode_with(&outcome.picture, format, &decoded.metadata)?;
+    Ok(Prepared {
+        req,
+        decoded,
+        mask,
+        settings,
+        format,
+    })
+}
+
+/// The response to a restored request: the encoded picture and what the run measured.
+fn respond(
+    p: &Prepared,
+    outcome: pipeline::Outcome,
+    reporter: &mut Reporter,
+) -> Result<(Response, Vec<u8>)> {
+    let bytes = io::encode_with(&outcome.picture, p.format, &p.decoded.metadata)?;
     reporter.report(1.0, "done");
     let info = ImageInfo {
         bytes: bytes.len() as u64,
-        format,
+        format: p.format,
         width: outcome.picture.width,
         height: outcome.picture.height,
     };

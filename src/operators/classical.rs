@@ -39,8 +39,22 @@ pub const GRADIENT_STD: f64 = 0.2;
 pub const QUANTISATION_STD: f64 = 2.0 / 255.0 / 3.464_101_615_137_754_5;
 
 /// The classical estimate of `x` from `y = H x + η`, `η ~ N(0, σ_y² I)`, unclamped: the
-/// estimator the operator names ([`Operator::classical`]).
+/// estimator the operator names ([`Operator::classical`]). One image of the batch at a
+/// time: the conjugate gradients of the Wiener filter and of the harmonic fill stop on the
+/// residual of the whole tensor, which would make an image's estimate depend on the others
+/// of its batch.
 pub fn restore(op: &dyn Operator, y: &Tensor, sigma_y: f64) -> Tensor {
+    let n = y.size().first().copied().unwrap_or(1);
+    if n <= 1 {
+        return restore_one(op, y, sigma_y);
+    }
+    let each: Vec<Tensor> = (0..n)
+        .map(|i| restore_one(op, &y.narrow(0, i, 1), sigma_y))
+        .collect();
+    Tensor::cat(&each, 0)
+}
+
+fn restore_one(op: &dyn Operator, y: &Tensor, sigma_y: f64) -> Tensor {
     let sigma_y = if sigma_y.is_finite() {
         sigma_y.max(0.0)
     } else {

@@ -243,187 +243,570 @@ pub fn restore_with(
     denoiser: &dyn Denoiser,
     progress: ProgressFn,
 ) -> Result<Outcome> {
-    let mask_plane = validate(task, image, mask, limits)?;
-    let scale = sr_scale(task);
-    let jpeg = matches!(task, Task::Jpeg { .. });
-    let (h, w) = (image.height as i64, image.width as i64);
-    let (out_h, out_w) = (h * scale, w * scale);
-
-    // A UNet halves the image several times, so its input must be a multiple of
-    // NETWORK_MULTIPLE: pad the input (repeating its border) and crop the result back.
-    let network_free = !settings.method.needs_network();
-    let multiple = if network_free {
-        scale
-    } else {
-        NETWORK_MULTIPLE.max(scale)
-    };
-    // JPEG's block grid: tiles and padding in whole MCUs (at most 16 measurement pixels;
-    // both are powers of two, so the larger is a multiple of the other).
-    let multiple = if jpeg {
-        multiple.max(16 * scale)
-    } else {
-        multiple
-    };
-    let in_mult = multiple / scale;
-    let (ph, pw) = (
-        (in_mult - h % in_mult) % in_mult,
-        (in_mult - w % in_mult) % in_mult,
-    );
-    let (pad_h, pad_w) = ((h + ph) * scale, (w + pw) * scale);
-    let x_in = to_tensor(image).to_device(device);
-    let x_pad = if ph + pw > 0 {
-        x_in.replication_pad2d([0, pw, 0, ph])
-    } else {
-        x_in.shallow_clone()
-    };
-    let estimate = |th: i64, tw: i64| {
-        let px = (th * tw) as u64;
-        if network_free {
-            return px.saturating_mul(tiles::CLASSICAL_BYTES_PER_PIXEL);
-        }
-        denoiser
-            .iteration_bytes(th, tw)
-            .unwrap_or_else(|| px.saturating_mul(tiles::FALLBACK_BYTES_PER_PIXEL))
-    };
-    let mut plan = TilePlan::choose(
-        pad_h,
-        pad_w,
-        scale,
-        multiple,
-        settings.tile,
-        settings.max_memory,
-        &estimate,
-    );
-    if jpeg && !plan.is_whole() {
-        // Tile starts are multiples of the tile side less the overlap: whole MCUs too.
-        let g = 16 * scale;
-        plan.overlap = ((plan.overlap + g - 1) / g * g).min(plan.tile - g);
-    }
-    log::info!(
-        "restoring {w}×{h} → {out_w}×{out_h} with {} on {device:?}, {} (estimated peak {:.1} GiB)",
-        settings.method,
-        plan.describe(),
-        estimate(plan.tile.min(pad_h), plan.tile.min(pad_w)) as f64 / (1u64 << 30) as f64
-    );
-    let inpaint_mask = match (task.base(), &mask_plane) {
-        // Padding is known (0 = keep), so the operator never asks to fill it.
-        (Task::Inpaint, Some(m)) => {
-            Some(
-                m.to_device(device)
-                    .constant_pad_nd([0, pw * scale, 0, ph * scale]),
-            )
-        }
-        _ => None,
-    };
-
-    let sigma_y = match settings.sigma_y {
-        SigmaY::Auto => estimate_noise(task, &x_in, mask_plane.as_ref())?,
-        SigmaY::Value(v) => v,
-    };
-    let tiles = plan.tiles();
-    let ntiles = tiles.len();
-    let acc = Tensor::zeros([1, 3, pad_h, pad_w], (Kind::Float, device));
-    let wsum = Tensor::zeros([1, 1, pad_h, pad_w], (Kind::Float, device));
-    let mut stats = Stats {
-        method: settings.method,
-        device: format!("{device:?}").to_lowercase(),
-        // The network the pixels came from: the one named, or the default; none for methods
-        // that use no network.
-        model: settings.method.needs_network().then(|| {
-            settings
-                .model
-                .clone()
-                .unwrap_or_else(|| DEFAULT_MODEL.into())
-        }),
-        tiles: ntiles,
-        sigma_y,
-        ..Stats::default()
-    };
-    for (k, t) in tiles.iter().enumerate() {
+    let mut work = Work::new(task, image, mask, settings, limits, device, denoiser)?;
+    let ntiles = work.tiles.len();
+    for k in 0..ntiles {
         // Said before the first step, which can take long: the stage is no longer "load".
         if progress(k as f64 / ntiles as f64, "restore") == Control::Stop {
             return Err(Error::Interrupted);
         }
-        // Tile in output pixels; its input region is the same divided by the SR scale.
-        let xin = x_pad
-            .narrow(2, t.y0 / scale, t.h / scale)
-            .narrow(3, t.x0 / scale, t.w / scale);
-        let tmask = inpaint_mask
-            .as_ref()
-            .map(|m| m.narrow(0, t.y0, t.h).narrow(1, t.x0, t.w));
-        let result = if tmask
-            .as_ref()
-            .is_some_and(|m| m.sum(Kind::Float).double_value(&[]) == 0.0)
-        {
+        let xin = work.tile_input(k);
+        let result = match work.tile_operator(task, settings, k)? {
             // Nothing to restore here: an inpainting operator with an empty mask is an error.
-            xin.shallow_clone()
-        } else {
-            let op = operators::build_with(
-                task,
-                [3, t.h, t.w],
-                tmask.as_ref(),
-                settings.jpeg_tables.as_ref(),
-            )?;
-            let y = measurement(op.as_ref(), &xin)?;
-            let problem = Problem {
-                op: op.as_ref(),
-                y,
-                sigma_y: operators::measurement_sigma(op.as_ref(), sigma_y)
-                    .max(rounding_std(image)),
-            };
-            let mut last: Option<Progress> = None;
-            let mut on_step = |p: Progress| {
-                last = Some(p);
-                let f = (k as f64 + p.step as f64 / p.steps.max(1) as f64) / ntiles as f64;
-                progress(f, "restore")
-            };
-            let seed = settings.seed.wrapping_add(k as u64);
-            let out = solver
-                .solve(denoiser, &problem, seed, &mut on_step)?
-                .ok_or(Error::Interrupted)?;
-            if let Some(p) = last {
-                stats.steps = p.steps;
-                stats.forwards += p.forwards;
-                stats.vjps += p.vjps;
+            None => xin,
+            Some(op) => {
+                let problem = work.problem(op.as_ref(), &xin)?;
+                let mut last: Option<Progress> = None;
+                let mut on_step = |p: Progress| {
+                    last = Some(p);
+                    let f = (k as f64 + p.step as f64 / p.steps.max(1) as f64) / ntiles as f64;
+                    progress(f, "restore")
+                };
+                let seed = settings.seed.wrapping_add(k as u64);
+                let out = solver
+                    .solve(denoiser, &problem, seed, &mut on_step)?
+                    .ok_or(Error::Interrupted)?;
+                work.count(last);
+                out
             }
-            out
         };
-        let weight = plan.weight(t, device);
-        let mut a = acc.narrow(2, t.y0, t.h).narrow(3, t.x0, t.w);
-        a += result.to_kind(Kind::Float) * &weight;
-        let mut b = wsum.narrow(2, t.y0, t.h).narrow(3, t.x0, t.w);
-        b += weight;
-    }
-    let mut out = (acc / wsum.clamp_min(1e-12))
-        .narrow(2, 0, out_h)
-        .narrow(3, 0, out_w);
-
-    // Outside the region to restore the input stays: exactly (inpainting keeps the known
-    // pixels bit for bit) or with a feathered edge (other tasks).
-    if let Some(m) = mask_plane {
-        let m = m.to_device(device).view([1, 1, out_h, out_w]);
-        let base = base_image(task, &x_in, out_h, out_w);
-        let weight = if matches!(task.base(), Task::Inpaint) {
-            m
-        } else {
-            feather(&m, out_h.min(out_w))
-        };
-        out = &out * &weight + base * (1.0 - &weight);
+        work.add(k, &result);
     }
     if progress(1.0, "encode") == Control::Stop {
         return Err(Error::Interrupted);
     }
-    let channels = if matches!(task.base(), Task::Colorize) {
-        3
-    } else {
-        image.channels
+    work.finish(task)
+}
+
+/// One picture on its way through the engine: the input padded for the network, its tile
+/// plan, σ_y, and the blend of the tiles restored so far. [`restore_with`] takes one
+/// through its tiles; [`restore_all`] solves the single tiles of several in one batch. Both
+/// go through the same steps here, so a picture comes out the same either way.
+struct Work<'a> {
+    image: &'a Picture,
+    device: Device,
+    scale: i64,
+    out_h: i64,
+    out_w: i64,
+    x_in: Tensor,
+    x_pad: Tensor,
+    plan: TilePlan,
+    tiles: Vec<tiles::Tile>,
+    /// The mask at output size (white = restore), as given.
+    mask_plane: Option<Tensor>,
+    /// Inpainting's mask over the padded output.
+    inpaint_mask: Option<Tensor>,
+    /// The estimated peak bytes of one tile's solve.
+    peak: u64,
+    acc: Tensor,
+    wsum: Tensor,
+    stats: Stats,
+}
+
+impl<'a> Work<'a> {
+    /// Checks, pads, plans the tiles and settles σ_y.
+    fn new(
+        task: &Task,
+        image: &'a Picture,
+        mask: Option<&Picture>,
+        settings: &Settings,
+        limits: &Limits,
+        device: Device,
+        denoiser: &dyn Denoiser,
+    ) -> Result<Self> {
+        let mask_plane = validate(task, image, mask, limits)?;
+        let scale = sr_scale(task);
+        let jpeg = matches!(task, Task::Jpeg { .. });
+        let (h, w) = (image.height as i64, image.width as i64);
+        let (out_h, out_w) = (h * scale, w * scale);
+
+        // A UNet halves the image several times, so its input must be a multiple of
+        // NETWORK_MULTIPLE: pad the input (repeating its border) and crop the result back.
+        let network_free = !settings.method.needs_network();
+        let multiple = if network_free {
+            scale
+        } else {
+            NETWORK_MULTIPLE.max(scale)
+        };
+        // JPEG's block grid: tiles and padding in whole MCUs (at most 16 measurement pixels;
+        // both are powers of two, so the larger is a multiple of the other).
+        let multiple = if jpeg {
+            multiple.max(16 * scale)
+        } else {
+            multiple
+        };
+        let in_mult = multiple / scale;
+        let (ph, pw) = (
+            (in_mult - h % in_mult) % in_mult,
+            (in_mult - w % in_mult) % in_mult,
+        );
+        let (pad_h, pad_w) = ((h + ph) * scale, (w + pw) * scale);
+        let x_in = to_tensor(image).to_device(device);
+        let x_pad = if ph + pw > 0 {
+            x_in.replication_pad2d([0, pw, 0, ph])
+        } else {
+            x_in.shallow_clone()
+        };
+        let estimate = |th: i64, tw: i64| {
+            let px = (th * tw) as u64;
+            if network_free {
+                return px.saturating_mul(tiles::CLASSICAL_BYTES_PER_PIXEL);
+            }
+            denoiser
+                .iteration_bytes(th, tw)
+                .unwrap_or_else(|| px.saturating_mul(tiles::FALLBACK_BYTES_PER_PIXEL))
+        };
+        let mut plan = TilePlan::choose(
+            pad_h,
+            pad_w,
+            scale,
+            multiple,
+            settings.tile,
+            settings.max_memory,
+            &estimate,
+        );
+        if jpeg && !plan.is_whole() {
+            // Tile starts are multiples of the tile side less the overlap: whole MCUs too.
+            let g = 16 * scale;
+            plan.overlap = ((plan.overlap + g - 1) / g * g).min(plan.tile - g);
+        }
+        let peak = estimate(plan.tile.min(pad_h), plan.tile.min(pad_w));
+        log::info!(
+            "restoring {w}×{h} → {out_w}×{out_h} with {} on {device:?}, {} (estimated peak {:.1} GiB)",
+            settings.method,
+            plan.describe(),
+            peak as f64 / (1u64 << 30) as f64
+        );
+        let inpaint_mask = match (task.base(), &mask_plane) {
+            // Padding is known (0 = keep), so the operator never asks to fill it.
+            (Task::Inpaint, Some(m)) => {
+                Some(
+                    m.to_device(device)
+                        .constant_pad_nd([0, pw * scale, 0, ph * scale]),
+                )
+            }
+            _ => None,
+        };
+
+        let sigma_y = match settings.sigma_y {
+            SigmaY::Auto => estimate_noise(task, &x_in, mask_plane.as_ref())?,
+            SigmaY::Value(v) => v,
+        };
+        let tiles = plan.tiles();
+        let stats = Stats {
+            method: settings.method,
+            device: format!("{device:?}").to_lowercase(),
+            // The network the pixels came from: the one named, or the default; none for
+            // methods that use no network.
+            model: settings.method.needs_network().then(|| {
+                settings
+                    .model
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_MODEL.into())
+            }),
+            tiles: tiles.len(),
+            sigma_y,
+            ..Stats::default()
+        };
+        Ok(Work {
+            image,
+            device,
+            scale,
+            out_h,
+            out_w,
+            acc: Tensor::zeros([1, 3, pad_h, pad_w], (Kind::Float, device)),
+            wsum: Tensor::zeros([1, 1, pad_h, pad_w], (Kind::Float, device)),
+            x_in,
+            x_pad,
+            plan,
+            tiles,
+            mask_plane,
+            inpaint_mask,
+            peak,
+            stats,
+        })
+    }
+
+    /// The input under tile `k` (a tile is in output pixels; its input region is the same
+    /// divided by the SR scale).
+    fn tile_input(&self, k: usize) -> Tensor {
+        let t = self.tiles[k];
+        self.x_pad
+            .narrow(2, t.y0 / self.scale, t.h / self.scale)
+            .narrow(3, t.x0 / self.scale, t.w / self.scale)
+    }
+
+    /// The operator of tile `k`, or `None` when the tile has nothing to restore (an
+    /// inpainting tile without a hole keeps its input).
+    fn tile_operator(
+        &self,
+        task: &Task,
+        settings: &Settings,
+        k: usize,
+    ) -> Result<Option<Box<dyn Operator>>> {
+        let t = self.tiles[k];
+        let tmask = self
+            .inpaint_mask
+            .as_ref()
+            .map(|m| m.narrow(0, t.y0, t.h).narrow(1, t.x0, t.w));
+        if tmask
+            .as_ref()
+            .is_some_and(|m| m.sum(Kind::Float).double_value(&[]) == 0.0)
+        {
+            return Ok(None);
+        }
+        Ok(Some(operators::build_with(
+            task,
+            [3, t.h, t.w],
+            tmask.as_ref(),
+            settings.jpeg_tables.as_ref(),
+        )?))
+    }
+
+    /// The σ_y the solver is told for this picture under `op`.
+    fn solver_sigma(&self, op: &dyn Operator) -> f64 {
+        operators::measurement_sigma(op, self.stats.sigma_y).max(rounding_std(self.image))
+    }
+
+    /// The problem of one tile: its measurement under `op`.
+    fn problem<'o>(&self, op: &'o dyn Operator, xin: &Tensor) -> Result<Problem<'o>> {
+        Ok(Problem {
+            op,
+            y: measurement(op, xin)?,
+            sigma_y: self.solver_sigma(op),
+        })
+    }
+
+    /// Counts the network evaluations of a tile's solve.
+    fn count(&mut self, last: Option<Progress>) {
+        if let Some(p) = last {
+            self.stats.steps = p.steps;
+            self.stats.forwards += p.forwards;
+            self.stats.vjps += p.vjps;
+        }
+    }
+
+    /// Blends the result of tile `k` in.
+    fn add(&mut self, k: usize, result: &Tensor) {
+        let t = self.tiles[k];
+        let weight = self.plan.weight(&t, self.device);
+        let mut a = self.acc.narrow(2, t.y0, t.h).narrow(3, t.x0, t.w);
+        a += result.to_kind(Kind::Float) * &weight;
+        let mut b = self.wsum.narrow(2, t.y0, t.h).narrow(3, t.x0, t.w);
+        b += weight;
+    }
+
+    /// The blended tiles, the mask applied, as a picture.
+    fn finish(self, task: &Task) -> Result<Outcome> {
+        let (out_h, out_w) = (self.out_h, self.out_w);
+        let mut out = (self.acc / self.wsum.clamp_min(1e-12))
+            .narrow(2, 0, out_h)
+            .narrow(3, 0, out_w);
+
+        // Outside the region to restore the input stays: exactly (inpainting keeps the known
+        // pixels bit for bit) or with a feathered edge (other tasks).
+        if let Some(m) = self.mask_plane {
+            let m = m.to_device(self.device).view([1, 1, out_h, out_w]);
+            let base = base_image(task, &self.x_in, out_h, out_w);
+            let weight = if matches!(task.base(), Task::Inpaint) {
+                m
+            } else {
+                feather(&m, out_h.min(out_w))
+            };
+            out = &out * &weight + base * (1.0 - &weight);
+        }
+        let image = self.image;
+        let channels = if matches!(task.base(), Task::Colorize) {
+            3
+        } else {
+            image.channels
+        };
+        let (h, w) = (image.height as i64, image.width as i64);
+        let alpha = image
+            .alpha
+            .as_ref()
+            .map(|a| resample_plane(a, h, w, out_h, out_w));
+        let picture = from_tensor(&out, channels, alpha, image.sixteen_bit)?;
+        Ok(Outcome {
+            picture,
+            stats: self.stats,
+        })
+    }
+}
+
+/// One picture for [`restore_all`]: what [`restore`] takes.
+#[derive(Clone, Copy)]
+pub struct Item<'a> {
+    pub task: &'a Task,
+    pub image: &'a Picture,
+    pub mask: Option<&'a Picture>,
+    pub settings: &'a Settings,
+}
+
+impl Item<'_> {
+    /// Whether `self` and `other` may share a solve: the same task and settings but the
+    /// seed, the same size, no mask (an inpainting mask, and so its operator, differs from
+    /// file to file), a method that batches ([`Method::batches`]). Whether they do share one
+    /// is decided after padding and σ_y ([`restore_group`]).
+    fn groups_with(&self, other: &Item) -> bool {
+        let but_seed = |s: &Settings| Settings {
+            seed: 0,
+            ..s.clone()
+        };
+        self.mask.is_none()
+            && other.mask.is_none()
+            && self.settings.method.batches()
+            && self.task == other.task
+            && (self.image.width, self.image.height) == (other.image.width, other.image.height)
+            && but_seed(self.settings) == but_seed(other.settings)
+    }
+}
+
+/// Restores every item, each as [`restore`] would (the same pixels, to the last bits of
+/// batched arithmetic; the same errors), solving up to `group` pictures that can share one
+/// solve ([`Item::groups_with`], restored whole, the same σ_y, within `max_memory`
+/// together) as one batch: one network call per step for all of them, with each picture's
+/// noise drawn from its own seed. A group that fails (out of memory, a diverging image) is
+/// solved again one picture at a time. Results are in the order of `items`; `progress`
+/// sees each solve, a group's or a picture's, rise from 0 to 1 in turn.
+pub fn restore_all(
+    items: &[Item],
+    group: usize,
+    limits: &Limits,
+    models: &mut ModelCache,
+    progress: ProgressFn,
+) -> Vec<Result<Outcome>> {
+    // Candidate groups in the order of their first picture.
+    let mut sets: Vec<Vec<usize>> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        match sets
+            .iter_mut()
+            .find(|s| group > 1 && items[s[0]].groups_with(item))
+        {
+            Some(set) => set.push(i),
+            None => sets.push(vec![i]),
+        }
+    }
+    let mut results: Vec<Option<Result<Outcome>>> = items.iter().map(|_| None).collect();
+    for set in sets {
+        for chunk in set.chunks(group.max(1)) {
+            if results
+                .iter()
+                .flatten()
+                .any(|r| matches!(r, Err(Error::Interrupted)))
+            {
+                break;
+            }
+            let solved = match chunk {
+                [_] => vec![None],
+                _ => restore_group(items, chunk, limits, models, progress),
+            };
+            for (&i, r) in chunk.iter().zip(solved) {
+                let it = &items[i];
+                results[i] = Some(r.unwrap_or_else(|| {
+                    restore(
+                        it.task,
+                        it.image,
+                        it.mask,
+                        it.settings,
+                        limits,
+                        models,
+                        progress,
+                    )
+                }));
+            }
+        }
+    }
+    results
+        .into_iter()
+        .map(|r| r.unwrap_or(Err(Error::Interrupted)))
+        .collect()
+}
+
+/// The pictures `chunk` of `items` (which [`Item::groups_with`] its first) solved as
+/// batches; `None` for a picture that is to be restored alone: anything [`restore`] would
+/// refuse (it then says why), one to be tiled, one without a partner of the same σ_y, every
+/// picture of a batch that failed.
+fn restore_group(
+    items: &[Item],
+    chunk: &[usize],
+    limits: &Limits,
+    models: &mut ModelCache,
+    progress: ProgressFn,
+) -> Vec<Option<Result<Outcome>>> {
+    let started = std::time::Instant::now();
+    let alone = || chunk.iter().map(|_| None).collect();
+    let first = items[chunk[0]];
+    let (task, settings) = (first.task, first.settings);
+    // What restore checks before loading, for the whole group at once.
+    let ready = (|| -> Result<_> {
+        task.validate()?;
+        solvers::check_method_for(settings.method, task)?;
+        if settings.sigma_y.invalid().is_some() {
+            return Err(Error::Usage("bad sigma-y".into()));
+        }
+        let device = crate::device::parse_device(&settings.device)?;
+        crate::device::check_precision(device, settings.precision)?;
+        Ok((device, solvers::build(settings.method, &settings.solver)?))
+    })();
+    let Ok((device, solver)) = ready else {
+        return alone();
     };
-    let alpha = image
-        .alpha
-        .as_ref()
-        .map(|a| resample_plane(a, h, w, out_h, out_w));
-    let picture = from_tensor(&out, channels, alpha, image.sixteen_bit)?;
-    Ok(Outcome { picture, stats })
+    if progress(0.0, "load") == Control::Stop {
+        return chunk
+            .iter()
+            .map(|_| Some(Err(Error::Interrupted)))
+            .collect();
+    }
+    let Ok(denoiser) = models.get(
+        settings.method,
+        settings.model.as_deref(),
+        settings.arch.as_deref(),
+        device,
+        settings.precision,
+    ) else {
+        return alone();
+    };
+    let run = std::panic::AssertUnwindSafe(|| {
+        let mut works: Vec<Option<Work>> = chunk
+            .iter()
+            .map(|&i| {
+                let it = &items[i];
+                Work::new(
+                    it.task,
+                    it.image,
+                    None,
+                    it.settings,
+                    limits,
+                    device,
+                    denoiser,
+                )
+                .ok()
+            })
+            .collect();
+        // Whole pictures only (a tiled one would need its tiles batched with the others').
+        let op = works
+            .iter()
+            .flatten()
+            .find(|w| w.tiles.len() == 1)
+            .map(|w| w.tile_operator(task, settings, 0));
+        let Some(Ok(Some(op))) = op else {
+            return Ok(chunk.iter().map(|_| None).collect::<Vec<_>>());
+        };
+        let op = op.as_ref();
+        let mut batches: Vec<Vec<usize>> = Vec::new();
+        for (j, w) in works.iter().enumerate() {
+            let Some(w) = w.as_ref().filter(|w| w.tiles.len() == 1) else {
+                continue;
+            };
+            let sigma = w.solver_sigma(op);
+            let cap = (settings.max_memory / w.peak.max(1)).max(1) as usize;
+            match batches.iter_mut().find(|b| {
+                let o = works[b[0]].as_ref().map(|o| o.solver_sigma(op));
+                b.len() < cap && o == Some(sigma)
+            }) {
+                Some(b) => b.push(j),
+                None => batches.push(vec![j]),
+            }
+        }
+        let mut out: Vec<Option<Result<Outcome>>> = chunk.iter().map(|_| None).collect();
+        for batch in batches.into_iter().filter(|b| b.len() > 1) {
+            let members: Vec<&Work> = batch.iter().flat_map(|&j| works[j].as_ref()).collect();
+            let solved = solve_batch(
+                op,
+                &members,
+                chunk,
+                &batch,
+                items,
+                denoiser,
+                solver.as_ref(),
+                progress,
+            );
+            let (result, last) = match solved {
+                Ok(r) => r,
+                Err(Error::Interrupted) => {
+                    for &j in &batch {
+                        out[j] = Some(Err(Error::Interrupted));
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    log::warn!(
+                        "a group of {} failed ({e}); one at a time instead",
+                        batch.len()
+                    );
+                    continue;
+                }
+            };
+            if progress(1.0, "encode") == Control::Stop {
+                for &j in &batch {
+                    out[j] = Some(Err(Error::Interrupted));
+                }
+                continue;
+            }
+            for (row, &j) in batch.iter().enumerate() {
+                let Some(mut w) = works[j].take() else {
+                    continue;
+                };
+                w.count(last);
+                w.add(0, &result.narrow(0, row as i64, 1));
+                let mut outcome = w.finish(task);
+                if let Ok(o) = outcome.as_mut() {
+                    o.stats.seconds = started.elapsed().as_secs_f64();
+                }
+                out[j] = Some(outcome);
+            }
+        }
+        Ok(out)
+    });
+    match std::panic::catch_unwind(run).map_err(panic_error) {
+        Ok(Ok(out)) => out,
+        Ok(Err(e)) | Err(e) => {
+            log::warn!("a group failed ({e}); one at a time instead");
+            alone()
+        }
+    }
+}
+
+/// One solve of the pictures `members` (rows of the batch, in order), each with its own
+/// seed; the result `(N, 3, H, W)` and the last progress.
+#[allow(clippy::too_many_arguments)]
+fn solve_batch(
+    op: &dyn Operator,
+    members: &[&Work],
+    chunk: &[usize],
+    batch: &[usize],
+    items: &[Item],
+    denoiser: &dyn Denoiser,
+    solver: &dyn solvers::Solver,
+    progress: ProgressFn,
+) -> Result<(Tensor, Option<Progress>)> {
+    let ys = members
+        .iter()
+        .map(|w| measurement(op, &w.tile_input(0)))
+        .collect::<Result<Vec<_>>>()?;
+    let problem = Problem {
+        op,
+        y: Tensor::cat(&ys, 0),
+        sigma_y: members[0].solver_sigma(op),
+    };
+    let seeds: Vec<u64> = batch
+        .iter()
+        .map(|&j| items[chunk[j]].settings.seed)
+        .collect();
+    log::info!("solving {} pictures as one batch", seeds.len());
+    if progress(0.0, "restore") == Control::Stop {
+        return Err(Error::Interrupted);
+    }
+    let mut last: Option<Progress> = None;
+    let mut on_step = |p: Progress| {
+        last = Some(p);
+        progress(p.step as f64 / p.steps.max(1) as f64, "restore")
+    };
+    let out = solver
+        .solve_seeded(denoiser, &problem, &seeds, &mut on_step)?
+        .ok_or(Error::Interrupted)?;
+    Ok((out, last))
 }
 
 /// Checks the task, the output size and the mask; returns the mask at output size.
@@ -696,11 +1079,11 @@ mod tests {
         fn name(&self) -> &'static str {
             "pinv"
         }
-        fn solve(
+        fn solve_seeded(
             &self,
             _d: &dyn Denoiser,
             p: &Problem,
-            _seed: u64,
+            _seeds: &[u64],
             on_progress: &mut dyn FnMut(Progress) -> Control,
         ) -> Result<Option<Tensor>> {
             if on_progress(Progress {

@@ -20,11 +20,11 @@ impl Solver for Classical {
         "classical"
     }
 
-    fn solve(
+    fn solve_seeded(
         &self,
         _denoiser: &dyn Denoiser,
         problem: &Problem,
-        _seed: u64,
+        _seeds: &[u64],
         on_progress: &mut dyn FnMut(Progress) -> Control,
     ) -> Result<Option<Tensor>> {
         check_problem(problem)?;

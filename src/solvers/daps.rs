@@ -219,11 +219,11 @@ impl Solver for Daps {
         "daps"
     }
 
-    fn solve(
+    fn solve_seeded(
         &self,
         denoiser: &dyn Denoiser,
         problem: &Problem,
-        seed: u64,
+        seeds: &[u64],
         on_progress: &mut dyn FnMut(Progress) -> Control,
     ) -> Result<Option<Tensor>> {
         let n = check_problem(problem)?;
@@ -232,7 +232,7 @@ impl Solver for Daps {
         let size = x_size(problem, n);
         let opts = (Kind::Float, y.device());
         let levels = self.levels(denoiser)?;
-        let mut noise = Noise::new(seed);
+        let mut noise = Noise::for_batch(seeds, n)?;
         let _guard = tch::no_grad_guard();
 
         let mut x = noise.normal(&size, opts) * levels[0];

@@ -92,11 +92,11 @@ impl Solver for Ddrm {
         "ddrm"
     }
 
-    fn solve(
+    fn solve_seeded(
         &self,
         denoiser: &dyn Denoiser,
         problem: &Problem,
-        seed: u64,
+        seeds: &[u64],
         on_progress: &mut dyn FnMut(Progress) -> Control,
     ) -> Result<Option<Tensor>> {
         let n = check_problem(problem)?;
@@ -109,7 +109,7 @@ impl Solver for Ddrm {
         let sy = problem.sigma_y;
         let table = table_sigmas(denoiser);
         let ts = strided_timesteps(table.len(), self.steps)?;
-        let mut noise = Noise::new(seed);
+        let mut noise = Noise::for_batch(seeds, n)?;
 
         let _guard = tch::no_grad_guard();
         // Singular values padded to D, with the small ones zeroed.

@@ -217,11 +217,11 @@ impl Solver for Diffpir {
         "diffpir"
     }
 
-    fn solve(
+    fn solve_seeded(
         &self,
         denoiser: &dyn Denoiser,
         problem: &Problem,
-        seed: u64,
+        seeds: &[u64],
         on_progress: &mut dyn FnMut(Progress) -> Control,
     ) -> Result<Option<Tensor>> {
         let n = check_problem(problem)?;
@@ -234,7 +234,7 @@ impl Solver for Diffpir {
         let table = table_sigmas(denoiser);
         let ts = quadratic_timesteps(table.len(), self.steps)?;
         let ab = |t: usize| 1.0 / (1.0 + table[t] * table[t]);
-        let mut noise = Noise::new(seed);
+        let mut noise = Noise::for_batch(seeds, n)?;
         let _guard = tch::no_grad_guard();
 
         // The reference starts from a cheap estimate (bicubic, y, masked y) at ᾱ_T ≈ 4·10⁻⁵;

@@ -81,11 +81,11 @@ impl Solver for Dps {
         "dps"
     }
 
-    fn solve(
+    fn solve_seeded(
         &self,
         denoiser: &dyn Denoiser,
         problem: &Problem,
-        seed: u64,
+        seeds: &[u64],
         on_progress: &mut dyn FnMut(Progress) -> Control,
     ) -> Result<Option<Tensor>> {
         let n = check_problem(problem)?;
@@ -95,7 +95,7 @@ impl Solver for Dps {
         let opts = (Kind::Float, y.device());
         let table = table_sigmas(denoiser);
         let ts = evenly_spaced_timesteps(table.len(), self.steps);
-        let mut noise = Noise::new(seed);
+        let mut noise = Noise::for_batch(seeds, n)?;
 
         let mut count = Counter::default();
         let mut x = noise.normal(&size, opts);

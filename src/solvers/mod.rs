@@ -50,17 +50,33 @@ pub trait Solver {
     /// Short name (`vml-map`, `dps`, …).
     fn name(&self) -> &'static str;
     /// Restores `problem` with `denoiser`. Returns the estimate `(N, C, H, W)` in [-1, 1],
-    /// or `Ok(None)` when `on_progress` asked to stop. The same `seed` on the same device
-    /// gives the same result; all noise comes from `seed` (not from LibTorch's global
-    /// generator), so concurrent solves do not disturb each other. Errors: a measurement that does not fit the operator, an
-    /// operator without the SVD a method needs, settings that cannot work together.
+    /// or `Ok(None)` when `on_progress` asked to stop. All noise comes from `seeds` (not
+    /// from LibTorch's global generator), so concurrent solves do not disturb each other:
+    /// either one seed for the whole batch (one stream over all N images, what [`Solver::solve`]
+    /// gives), or one seed per image, image i's noise then drawn from `seeds[i]` alone
+    /// ([`Noise`]), so that where [`Method::batches`] holds, image i of a batch comes out as
+    /// it does solved alone with its seed (to the last bits of batched arithmetic). The same
+    /// seeds on the same device give the same result. Errors: a measurement that does not fit
+    /// the operator, a seed count that is neither 1 nor N, an operator without the SVD a
+    /// method needs, settings that cannot work together.
+    fn solve_seeded(
+        &self,
+        denoiser: &dyn Denoiser,
+        problem: &Problem,
+        seeds: &[u64],
+        on_progress: &mut dyn FnMut(Progress) -> Control,
+    ) -> Result<Option<Tensor>>;
+
+    /// [`Solver::solve_seeded`] with one seed for the whole batch.
     fn solve(
         &self,
         denoiser: &dyn Denoiser,
         problem: &Problem,
         seed: u64,
         on_progress: &mut dyn FnMut(Progress) -> Control,
-    ) -> Result<Option<Tensor>>;
+    ) -> Result<Option<Tensor>> {
+        self.solve_seeded(denoiser, problem, &[seed], on_progress)
+    }
 }
 
 /// How VML-MAP moves from one noise level to the next.
@@ -501,6 +517,40 @@ impl Method {
     pub fn needs_linear(self) -> bool {
         self.needs_svd() || matches!(self, Method::Pigdm | Method::Diffpir)
     }
+
+    /// Whether pictures of one size may be solved as one batch (`pipeline::restore_all`):
+    /// the method treats the images of a batch independently, so image i comes out as it
+    /// does alone with its seed (to the last bits of batched arithmetic), and it has a
+    /// network call to share. The audit, method by method (docs/batch.md, "Grouping"):
+    ///
+    /// - vml-map, vml-map-pre: the VJP sums `D·g` over the batch, whose gradient is each
+    ///   image's own; the step sizes come from σ_i, σ_y and ‖H‖², shared by construction.
+    ///   Its `init classical` goes through `operators::classical::restore`, which solves one
+    ///   image at a time.
+    /// - dps: the residual norm is taken per image, then summed.
+    /// - ddrm, pigdm: element-wise in the spectral basis.
+    /// - diffpir: the SVD proximal step is per coefficient; the conjugate gradients without
+    ///   an SVD stop each image on its own residual (a converged image takes steps of 0).
+    /// - red-diff: its loss is a mean per image (`red_diff::loss_gradient`; the reference's
+    ///   batch mean would divide by N, which Adam's ε does not cancel), and Adam is
+    ///   element-wise.
+    /// - daps: element-wise; its divergence check fails the whole batch when one image
+    ///   diverges, and a failed group is solved again one picture at a time.
+    /// - classical: independent too (one image at a time), but without a network there is
+    ///   no call to share, so it is not grouped.
+    pub fn batches(self) -> bool {
+        match self {
+            Method::VmlMap
+            | Method::VmlMapPre
+            | Method::Dps
+            | Method::Ddrm
+            | Method::Pigdm
+            | Method::Diffpir
+            | Method::RedDiff
+            | Method::Daps => true,
+            Method::Classical => false,
+        }
+    }
 }
 
 /// Builds the solver for `method` from the settings it takes (an option of another method
@@ -605,23 +655,46 @@ pub(crate) fn strided_timesteps(total: usize, steps: usize) -> Result<Vec<usize>
     Ok((0..total).step_by(stride).rev().collect())
 }
 
-/// The noise of one solve, drawn from its seed alone (`crate::rng`) on the host and copied
+/// The noise of one solve, drawn from its seeds alone (`crate::rng`) on the host and copied
 /// to the device: not LibTorch's global generator, which other threads of the process (a
 /// second solve, training) may be drawing from at the same time; and the same seed gives the
-/// same noise on every device.
-pub(crate) struct Noise(crate::rng::SplitMix64);
+/// same noise on every device. One stream for the whole batch, or one per image: then
+/// every draw, always of shape `(N, …)`, takes row i from stream i, the numbers image i
+/// would get solved alone (each draw takes `numel / N` from each stream, as a batch of one
+/// takes `numel`).
+pub(crate) struct Noise(Vec<crate::rng::SplitMix64>);
 
 impl Noise {
+    /// One stream.
     pub fn new(seed: u64) -> Self {
-        Noise(crate::rng::SplitMix64::new(seed))
+        Noise(vec![crate::rng::SplitMix64::new(seed)])
+    }
+
+    /// The streams of a batch of `n` images: one seed for all, or one per image.
+    pub fn for_batch(seeds: &[u64], n: i64) -> Result<Self> {
+        if seeds.len() != 1 && seeds.len() as i64 != n {
+            return Err(Error::Usage(format!(
+                "{} seeds for a batch of {n} images: give one, or one per image",
+                seeds.len()
+            )));
+        }
+        Ok(Noise(
+            seeds
+                .iter()
+                .map(|&s| crate::rng::SplitMix64::new(s))
+                .collect(),
+        ))
     }
 
     /// Standard normal samples of `size`, in `options` (kind, device).
     pub fn normal(&mut self, size: &[i64], options: (Kind, tch::Device)) -> Tensor {
+        let total = crate::rng::numel(size);
+        // Every draw of a solver is `(N, …)` with N the batch, the number of streams.
+        let each = total / self.0.len().max(1);
         let v: Vec<f32> = self
             .0
-            .normals_open(crate::rng::numel(size))
-            .into_iter()
+            .iter_mut()
+            .flat_map(|r| r.normals_open(each))
             .map(|x| x as f32)
             .collect();
         Tensor::from_slice(&v)

@@ -81,11 +81,11 @@ impl Solver for Pigdm {
         "pigdm"
     }
 
-    fn solve(
+    fn solve_seeded(
         &self,
         denoiser: &dyn Denoiser,
         problem: &Problem,
-        seed: u64,
+        seeds: &[u64],
         on_progress: &mut dyn FnMut(Progress) -> Control,
     ) -> Result<Option<Tensor>> {
         let n = check_problem(problem)?;
@@ -104,7 +104,7 @@ impl Solver for Pigdm {
         let d: i64 = size[1..].iter().product();
         let table = table_sigmas(denoiser);
         let ts = strided_timesteps(table.len(), self.steps)?;
-        let mut noise = Noise::new(seed);
+        let mut noise = Noise::for_batch(seeds, n)?;
 
         // Guidance direction h for a residual, and the singular values it needs.
         let spectrum = svd

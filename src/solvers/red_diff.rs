@@ -101,8 +101,11 @@ pub fn measured_entries(op: &dyn Operator, like: &Tensor) -> i64 {
     reach.sum(Kind::Int64).int64_value(&[]).max(1)
 }
 
-/// The gradient of ℓ_t at μ for the noise pair (ε̂, ε): `Hᵀ(Hμ − y)/(N M) + w (ε̂ − ε)/(N D)`
-/// with `w = λ σ_t` (means over the whole batch, as the reference's `.mean()`).
+/// The gradient of ℓ_t at μ for the noise pair (ε̂, ε): `Hᵀ(Hμ − y)/M + w (ε̂ − ε)/D` with
+/// `w = λ σ_t`, each image's loss a mean over its own entries. The reference's `.mean()`
+/// runs over the whole batch, which divides every image's gradient by N as well: Adam
+/// nearly cancels that scale, but not in its ε, so an image would come out (slightly)
+/// differently in a batch than alone. For one image the two are the same.
 pub fn loss_gradient(
     op: &dyn Operator,
     y: &Tensor,
@@ -112,10 +115,9 @@ pub fn loss_gradient(
     measured: i64,
 ) -> Tensor {
     let size = mu.size();
-    let n = size[0] as f64;
     let d = size[1..].iter().product::<i64>() as f64;
     // The VJP is Hᵀ for a linear operator and goes through a nonlinear one (JPEG).
-    op.vjp(mu, &(op.forward(mu) - y)) / (n * measured as f64) + eps_diff * (weight / (n * d))
+    op.vjp(mu, &(op.forward(mu) - y)) / measured as f64 + eps_diff * (weight / d)
 }
 
 /// One Adam step (bias-corrected, step number `k` from 1) on `mu` in place.
@@ -132,11 +134,11 @@ impl Solver for RedDiff {
         "red-diff"
     }
 
-    fn solve(
+    fn solve_seeded(
         &self,
         denoiser: &dyn Denoiser,
         problem: &Problem,
-        seed: u64,
+        seeds: &[u64],
         on_progress: &mut dyn FnMut(Progress) -> Control,
     ) -> Result<Option<Tensor>> {
         let n = check_problem(problem)?;
@@ -146,7 +148,7 @@ impl Solver for RedDiff {
         let opts = (Kind::Float, y.device());
         let table = table_sigmas(denoiser);
         let ts = strided_timesteps(table.len(), self.steps)?;
-        let mut noise = Noise::new(seed);
+        let mut noise = Noise::for_batch(seeds, n)?;
         let _guard = tch::no_grad_guard();
 
         let measured = measured_entries(op, &y);

@@ -185,11 +185,11 @@ impl Solver for VmlMap {
         }
     }
 
-    fn solve(
+    fn solve_seeded(
         &self,
         denoiser: &dyn Denoiser,
         problem: &Problem,
-        seed: u64,
+        seeds: &[u64],
         on_progress: &mut dyn FnMut(Progress) -> Control,
     ) -> Result<Option<Tensor>> {
         let n = check_problem(problem)?;
@@ -209,7 +209,7 @@ impl Solver for VmlMap {
         let y = problem.y.to_kind(Kind::Float);
         let size = x_size(problem, n);
         let opts = (Kind::Float, y.device());
-        let mut noise = Noise::new(seed);
+        let mut noise = Noise::for_batch(seeds, n)?;
 
         // Singular values padded with zeros to the image dimension D (the null space of H).
         let spectrum = match svd {
