@@ -319,6 +319,77 @@ fn blur_identities() {
     }
 }
 
+/// `data_prox` against the dense solve of `(HᵀH/σ² + I/τ²) x = Hᵀy/σ² + x0/τ²`, with τ² the
+/// residual's excess over the noise, `max(0, ‖y − H x0‖² − mσ²) / Σ s_k²`, computed here from
+/// the dense matrix (its squared Frobenius norm is Σ s_k²; m its nonzero rows' count for a
+/// mask, its rows otherwise). Also: the null space of H is left as it was, an `x0` that
+/// explains `y` within the noise is left alone, and an operator without an SVD gets `None`.
+#[test]
+fn data_prox_is_the_proximal_step_with_the_residual_tau() {
+    let shape = [3, 8, 8];
+    let mask = operators::box_mask(8, 8, 3).unwrap();
+    let cases: Vec<(Task, Option<&Tensor>)> = vec![
+        (
+            Task::Sr {
+                scale: 2,
+                downsample: SrKind::Avgpool,
+            },
+            None,
+        ),
+        (Task::Deblur(Blur::Gaussian { sigma: 0.8 }), None),
+        (Task::Inpaint, Some(&mask)),
+        (Task::Denoise { sigma: 0.1 }, None),
+    ];
+    let d: i64 = shape.iter().product();
+    for (k, (task, m)) in cases.into_iter().enumerate() {
+        let op = operators::build(&task, shape, m).unwrap();
+        let h = dense(op.as_ref());
+        let sigma = 0.05;
+        let x0 = randn(&[1, 3, 8, 8], 300 + k as u64) * 0.5;
+        let x = randn(&[1, 3, 8, 8], 310 + k as u64) * 0.5;
+        let hx = op.forward(&x);
+        // Noise where H measures (a mask's y is zero elsewhere, as `degrade` makes it).
+        let noise = |seed: u64, s: f64| op.forward(&op.pinv(&(randn(&hx.size(), seed) * s)));
+        let y = &hx + noise(320 + k as u64, sigma);
+        let got = operators::data_prox(op.as_ref(), &x0, &y, sigma).expect("has an SVD");
+
+        let r = (&y - op.forward(&x0)).reshape([-1]);
+        let rows = h.abs().sum_dim_intlist(1, false, Kind::Double).gt(0.0);
+        let m = rows.sum(Kind::Double).double_value(&[]);
+        let fro = h.square().sum(Kind::Double).double_value(&[]);
+        let tau2 =
+            (r.square().sum(Kind::Double).double_value(&[]) - m * sigma * sigma).max(0.0) / fro;
+        assert!(tau2 > 0.0, "{task:?}: a random x0 is far from y");
+        let lhs = h.tr().matmul(&h) / (sigma * sigma)
+            + Tensor::eye(d, (Kind::Double, Device::Cpu)) / tau2;
+        let rhs = h.tr().matmul(&y.reshape([-1, 1])) / (sigma * sigma) + x0.reshape([-1, 1]) / tau2;
+        let want = lhs.inverse().matmul(&rhs).reshape([1, 3, 8, 8]);
+        let e = rel_err(&got, &want);
+        println!("{task:?}: τ² = {tau2:.4}, error {e:.2e}");
+        assert!(e < 1e-8, "{task:?}: data_prox off the dense solve by {e}");
+
+        // H⁺H (got − x0) = got − x0: the step lies in the range of Hᵀ.
+        let step = &got - &x0;
+        let back = op.pinv(&op.forward(&step));
+        assert!(
+            rel_err(&back, &step) < 1e-8,
+            "{task:?}: the step left the range of Hᵀ"
+        );
+
+        // The truth explains y to within the noise (its residual is the noise): a step of
+        // zero, or nearly (a draw of the noise may exceed its expected energy).
+        let quiet = &hx + noise(330 + k as u64, sigma * 0.5);
+        let kept = operators::data_prox(op.as_ref(), &x, &quiet, sigma).unwrap();
+        assert_eq!(
+            max_abs(&(&kept - &x)),
+            0.0,
+            "{task:?}: an x0 within the noise moved"
+        );
+
+        assert!(operators::data_prox(&NoSvd(op.as_ref()), &x0, &y, sigma).is_none());
+    }
+}
+
 /// The periodic operator is the true circular convolution with the kernel centred at
 /// `(⌊kh/2⌋, ⌊kw/2⌋)`, checked by a direct sum.
 #[test]

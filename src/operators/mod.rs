@@ -233,6 +233,45 @@ pub fn damped_pinv(op: &dyn Operator, y: &Tensor, sigma: f64) -> Tensor {
     };
     let q = classical::QUANTISATION_STD;
     let sigma = if sigma.is_finite() { sigma.max(q) } else { q };
+    damped_inverse(svd, op, y, &Tensor::from(sigma))
+}
+
+/// The proximal step of the data term at `x0`,
+/// `argmin_x ‖y − Hx‖²/(2σ²) + ‖x − x0‖²/(2τ²) = x0 + V diag(s / (s² + σ²/τ²)) Uᵀ (y − H x0)`,
+/// with σ at least the 8-bit rounding (as in [`damped_pinv`]) and, per image, the τ the
+/// residual implies: if `x0` is off by white error of variance τ², then
+/// `E‖y − H x0‖² = mσ² + τ² Σ s_k²` over the m measured dimensions, so
+/// `τ² = max(0, ‖y − H x0‖² − mσ²) / Σ s_k²`. An `x0` that already explains `y` to within
+/// the noise is left alone (a denoised image), one far from it is pulled onto it (SR after
+/// a few steps); the null space of `H` is never touched. `None` for an operator without
+/// an SVD.
+pub fn data_prox(op: &dyn Operator, x0: &Tensor, y: &Tensor, sigma: f64) -> Option<Tensor> {
+    let svd = op.svd()?;
+    let q = classical::QUANTISATION_STD;
+    let sigma = if sigma.is_finite() { sigma.max(q) } else { q };
+    let r = y - op.forward(x0);
+    let n = r.size()[0];
+    let s = svd
+        .singular_values()
+        .to_kind(r.kind())
+        .to_device(r.device());
+    let s2 = s.square().sum(r.kind());
+    // The measured dimensions: a mask's y holds zeros, free of noise, where it measures
+    // nothing.
+    let m = s.gt(0.0).sum(Kind::Double).double_value(&[]);
+    let excess = (r
+        .square()
+        .reshape([n, -1])
+        .sum_dim_intlist(1, true, r.kind())
+        - m * sigma * sigma)
+        .clamp_min(0.0);
+    // δ = σ/τ; τ = 0 (the residual within the noise) gives δ = ∞: no step.
+    let delta = (excess / s2).reciprocal().sqrt() * sigma;
+    Some(x0 + damped_inverse(svd, op, &r, &delta))
+}
+
+/// `V diag(s / (s² + δ²)) Uᵀ y`, δ `(N, 1)` per image (or a scalar tensor), δ > 0 or +∞.
+fn damped_inverse(svd: &dyn Svd, op: &dyn Operator, y: &Tensor, delta: &Tensor) -> Tensor {
     let n = y.size()[0];
     let [c, h, w] = op.x_shape();
     let d = c * h * w;
@@ -243,7 +282,7 @@ pub fn damped_pinv(op: &dyn Operator, y: &Tensor, sigma: f64) -> Tensor {
         .flatten(0, -1);
     let m = s.size()[0].min(d);
     let s = s.narrow(0, 0, m);
-    let gain = &s / (s.square() + sigma * sigma);
+    let gain = (&s / (s.square() + delta.square())).nan_to_num(0.0, 0.0, 0.0);
     let coef = svd.ut(y).reshape([n, -1]).narrow(1, 0, m) * gain;
     let coef = Tensor::cat(
         &[coef, Tensor::zeros([n, d - m], (y.kind(), y.device()))],

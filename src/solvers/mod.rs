@@ -90,6 +90,20 @@ pub enum Renoise {
     Deterministic,
 }
 
+/// Where VML-MAP puts the measurement's proximal step on x̂0
+/// (`operators::data_prox`, with the τ the residual implies).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+#[schemars(rename = "data_fit")]
+pub enum DataFit {
+    /// None: the data term acts through the gradient steps only.
+    Off,
+    /// On the x̂0 of the last level only.
+    Last,
+    /// On every level's x̂0, before it is re-noised.
+    Every,
+}
+
 /// Where VML-MAP starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
@@ -202,10 +216,10 @@ pub struct SolverOptions {
     /// A preset budget (steps, iterations) of the chosen method; the fields set here
     /// override it. Default: the method's defaults, which are the `normal` preset.
     pub quality: Option<Quality>,
-    /// Number of reverse diffusion steps N. Defaults: vml-map 50, dps 1000, ddrm 20, pigdm 100,
+    /// Number of reverse diffusion steps N. Defaults: vml-map 20, dps 1000, ddrm 20, pigdm 100,
     /// diffpir 100, red-diff 50 (Adam steps), daps 200 (annealing levels).
     pub steps: Option<usize>,
-    /// Inner iterations K per step: VML-MAP (default 3), DAPS's Langevin steps per level
+    /// Inner iterations K per step: VML-MAP (default 1), DAPS's Langevin steps per level
     /// (default 100).
     pub iters: Option<usize>,
     /// VML-MAP step size γ, relative to the σ_y-aware scale `(1/s_i² + 1/σ_i²)⁻¹`
@@ -256,6 +270,10 @@ pub struct SolverOptions {
     pub tau: Option<f64>,
     /// DAPS: the last level's Langevin step size relative to the first. Default 0.01.
     pub lr_min_ratio: Option<f64>,
+    /// VML-MAP: the levels whose x̂0 takes the proximal step of the data term, with the
+    /// trust τ in x̂0 that its residual implies (operators with an SVD; docs/algorithm.md,
+    /// "Data fit"). Default every.
+    pub data_fit: Option<DataFit>,
 }
 
 impl SolverOptions {
@@ -287,6 +305,7 @@ impl SolverOptions {
             ode_steps: _,
             tau,
             lr_min_ratio,
+            data_fit: _,
         } = self;
         [
             ("step_size", step_size),
@@ -865,7 +884,7 @@ mod option_tests {
         let o: vml_map::Options = fast
             .typed(Method::VmlMap, vml_map::Options::preset)
             .unwrap();
-        assert_eq!((o.steps, o.iters), (Some(20), Some(1)));
+        assert_eq!((o.steps, o.iters), (Some(5), Some(1)));
         let mixed = SolverOptions {
             iters: Some(4),
             ..fast.clone()
@@ -873,7 +892,7 @@ mod option_tests {
         let o: vml_map::Options = mixed
             .typed(Method::VmlMap, vml_map::Options::preset)
             .unwrap();
-        assert_eq!((o.steps, o.iters), (Some(20), Some(4)));
+        assert_eq!((o.steps, o.iters), (Some(5), Some(4)));
         // `normal` is the method's defaults: nothing set.
         let normal = SolverOptions {
             quality: Some(Quality::Normal),

@@ -21,8 +21,8 @@
 //! bounded by σ_i² for tiny ones (the doc's form divides by them).
 
 use super::{
-    check_problem, denoise_vjp, x_size, Control, Counter, Init, Noise, Problem, Progress, Quality,
-    Renoise, Solver,
+    check_problem, denoise_vjp, x_size, Control, Counter, DataFit, Init, Noise, Problem, Progress,
+    Quality, Renoise, Solver,
 };
 use crate::diffusion::{karras, Denoiser};
 use crate::error::{Error, Result};
@@ -46,16 +46,18 @@ pub struct Options {
     pub sigma_max: Option<f64>,
     pub rho: Option<f64>,
     pub clip_denoised: Option<bool>,
+    pub data_fit: Option<DataFit>,
 }
 
 impl Options {
-    /// The budget of a quality preset (both variants). `fast`: 20 levels × 1 iteration (60
-    /// network passes; 29.4 dB on SR×4 against 31.7 at the default in the session-5
-    /// quality–cost sweep, docs/benchmarks.md); `best`: twice the default's levels.
+    /// The budget of a quality preset (both variants). With the data fit on every level a
+    /// few levels do what 50 × 3 did without it (docs/benchmarks.md, "The frontier with the
+    /// data fit"): `fast` 5 levels × 1 iteration (a 256² SR×4 in 7.5 s on two idle cores),
+    /// `normal` the defaults, 20 × 1 (23 s), `best` BEST_STEPS × BEST_ITERS.
     pub fn preset(q: Quality) -> Self {
         Options {
-            steps: q.pick(20, 2 * VmlMap::DEFAULT_STEPS),
-            iters: q.pick(1, VmlMap::DEFAULT_ITERS),
+            steps: q.pick(5, VmlMap::BEST_STEPS),
+            iters: q.pick(1, VmlMap::BEST_ITERS),
             ..Self::default()
         }
     }
@@ -76,11 +78,18 @@ pub struct VmlMap {
     pub sigma_max: Option<f64>,
     pub rho: f64,
     pub clip_denoised: bool,
+    pub data_fit: DataFit,
 }
 
 impl VmlMap {
-    pub const DEFAULT_STEPS: usize = 50;
-    pub const DEFAULT_ITERS: usize = 3;
+    /// 20 levels × 1 iteration: 40 network passes, a 256² SR×4 restore in 23 s on two idle
+    /// cores and 37 s beside one busy process (docs/bench-runs/speed-s11/); 10 levels lose
+    /// 0.6–1 dB on inpainting, and more levels or iterations gain under 0.1 dB on SR
+    /// (docs/benchmarks.md, "The frontier with the data fit").
+    pub const DEFAULT_STEPS: usize = 20;
+    pub const DEFAULT_ITERS: usize = 1;
+    pub const BEST_STEPS: usize = 50;
+    pub const BEST_ITERS: usize = 1;
     /// γ of plain VML-MAP; the preconditioned variant keeps 1 (docs/algorithm.md, "Defaults
     /// measured on real images").
     pub const DEFAULT_STEP_SIZE: f64 = 2.0;
@@ -104,6 +113,11 @@ impl VmlMap {
     /// leaves the range by far; unclamped, that drew a purple cast over every colorized
     /// photo (docs/algorithm.md, "Clamping x̂0 and colorization").
     pub const DEFAULT_CLIP_DENOISED: bool = true;
+    /// With few levels the gradient steps leave x̂0 far from the measurement (SR×4 from 5
+    /// levels × 1 iteration: residual 0.16 against σ_y = 0.01, 18.6 dB); the proximal step on
+    /// every level's x̂0 brings it to the noise level at no network cost (21.8 dB, above the
+    /// 21.8 of 50 × 3 without it; docs/algorithm.md, "Data fit").
+    pub const DEFAULT_DATA_FIT: DataFit = DataFit::Every;
 
     /// Resolves `opts` against the defaults and checks them.
     pub fn new(opts: &Options, precondition: bool) -> Result<Self> {
@@ -124,6 +138,7 @@ impl VmlMap {
             sigma_max: opts.sigma_max,
             rho: opts.rho.unwrap_or(Self::DEFAULT_RHO),
             clip_denoised: opts.clip_denoised.unwrap_or(Self::DEFAULT_CLIP_DENOISED),
+            data_fit: opts.data_fit.unwrap_or(Self::DEFAULT_DATA_FIT),
         };
         if s.steps == 0 || s.iters == 0 {
             return Err(Error::Usage("vml-map needs steps ≥ 1 and iters ≥ 1".into()));
@@ -277,6 +292,20 @@ impl Solver for VmlMap {
                 x0 = x0.clamp(-1.0, 1.0);
             }
             count.forwards += 1;
+            let last = i + 1 == sigmas.len();
+            let fit = match self.data_fit {
+                DataFit::Off => false,
+                DataFit::Last => last,
+                DataFit::Every => true,
+            };
+            if fit {
+                // Operators without an SVD (JPEG) keep x̂0 as it is.
+                if let Some(fitted) =
+                    tch::no_grad(|| operators::data_prox(op, &x0, &y, problem.sigma_y))
+                {
+                    x0 = fitted;
+                }
+            }
             if let Some(&next) = sigmas.get(i + 1) {
                 x = match self.renoise {
                     Renoise::Stochastic => &x0 + noise.normal(&size, opts) * next,

@@ -147,7 +147,7 @@ for i in $(seq -w 1 20); do
 done
 /usr/bin/convert -seed 99 -size 32x24 plasma:green-purple -blur 0x1 "$work/net/street.png"
 manifest=$work/net.jsonl
-echo '{"input": "net/street.png", "options": {"method": "vml-map", "quality": "fast"}}' >"$manifest"
+echo '{"input": "net/street.png", "options": {"method": "vml-map", "quality": "best"}}' >"$manifest"
 # Every output relative path, as the batch will name them (the manifest's paths are relative
 # to its folder: the network file is `net/street.png`).
 expected=$( (cd "$in" && find a b -name '*.png'; echo net/street.png) | sort)
