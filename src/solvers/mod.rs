@@ -576,10 +576,14 @@ impl Method {
 /// is a usage error).
 pub fn build(method: Method, opts: &SolverOptions) -> Result<Box<dyn Solver>> {
     Ok(match method {
-        Method::VmlMap | Method::VmlMapPre => {
-            let o = opts.typed(method, vml_map::Options::preset)?;
-            Box::new(vml_map::VmlMap::new(&o, method == Method::VmlMapPre)?)
-        }
+        Method::VmlMap => Box::new(vml_map::VmlMap::new(
+            &opts.typed(method, vml_map::Options::preset)?,
+            false,
+        )?),
+        Method::VmlMapPre => Box::new(vml_map::VmlMap::new(
+            &opts.typed(method, vml_map::Options::preset_pre)?,
+            true,
+        )?),
         Method::Dps => Box::new(dps::Dps::new(&opts.typed(method, dps::Options::preset)?)?),
         Method::Ddrm => Box::new(ddrm::Ddrm::new(
             &opts.typed(method, ddrm::Options::preset)?,
@@ -893,6 +897,10 @@ mod option_tests {
             .typed(Method::VmlMap, vml_map::Options::preset)
             .unwrap();
         assert_eq!((o.steps, o.iters), (Some(5), Some(4)));
+        let o: vml_map::Options = fast
+            .typed(Method::VmlMapPre, vml_map::Options::preset_pre)
+            .unwrap();
+        assert_eq!((o.steps, o.iters), (Some(10), Some(1)));
         // `normal` is the method's defaults: nothing set.
         let normal = SolverOptions {
             quality: Some(Quality::Normal),

@@ -50,13 +50,24 @@ pub struct Options {
 }
 
 impl Options {
-    /// The budget of a quality preset (both variants). With the data fit on every level a
+    /// The budget of a quality preset of plain VML-MAP. With the data fit on every level a
     /// few levels do what 50 × 3 did without it (docs/benchmarks.md, "The frontier with the
     /// data fit"): `fast` 5 levels × 1 iteration (a 256² SR×4 in 7.5 s on two idle cores),
-    /// `normal` the defaults, 20 × 1 (23 s), `best` BEST_STEPS × BEST_ITERS.
+    /// `normal` the defaults, 20 × 1 (23 s), `best` 50 × 1.
     pub fn preset(q: Quality) -> Self {
+        Self::budget(q, 5)
+    }
+
+    /// The preconditioned variant's presets: as plain VML-MAP's, but `fast` takes 10 levels,
+    /// since its schedule starts at the network's σ_max (157 for DDPM networks) and 5 levels
+    /// from there scored 18.1 dB on SR×4 where plain 5 × 1 scored 21.8 (kodim01, 128²).
+    pub fn preset_pre(q: Quality) -> Self {
+        Self::budget(q, 10)
+    }
+
+    fn budget(q: Quality, fast_steps: usize) -> Self {
         Options {
-            steps: q.pick(5, VmlMap::BEST_STEPS),
+            steps: q.pick(fast_steps, VmlMap::BEST_STEPS),
             iters: q.pick(1, VmlMap::BEST_ITERS),
             ..Self::default()
         }
@@ -84,7 +95,7 @@ pub struct VmlMap {
 impl VmlMap {
     /// 20 levels × 1 iteration: 40 network passes, a 256² SR×4 restore in 23 s on two idle
     /// cores and 37 s beside one busy process (docs/bench-runs/speed-s11/); 10 levels lose
-    /// 0.6–1 dB on inpainting, and more levels or iterations gain under 0.1 dB on SR
+    /// 0.5–0.7 dB on random inpainting, and 50 levels gain 1 dB only on a large hole
     /// (docs/benchmarks.md, "The frontier with the data fit").
     pub const DEFAULT_STEPS: usize = 20;
     pub const DEFAULT_ITERS: usize = 1;
