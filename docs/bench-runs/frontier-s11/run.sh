@@ -11,6 +11,8 @@ out=${1:-/tmp/frontier-s11}
 bin=${VML_FILTER:-target/release/vml-filter}
 methods=classical,vml-map:5x1,vml-map:10x1,vml-map:20x1
 methods+=,ddrm:10,ddrm:20,diffpir:10,diffpir:20,pigdm:20,red-diff:50,red-diff:100,daps:10
+# Added after the first pass (third budgets):
+methods+=,ddrm:50,diffpir:50,red-diff:20,pigdm:10,daps:5
 for set in Kodak24:2 CBSD68:1; do
     "$bin" bench --images "../shared/eval/${set%:*}" --out "$out/${set%:*}" --size 128 --max-images "${set#*:}" \
         --tasks sr:4,gauss:3,motion:15:45,box,random:0.7,denoise:0.1 --sigma-y 0.01,0.05 \
