@@ -376,8 +376,8 @@ fn data_prox_is_the_proximal_step_with_the_residual_tau() {
             "{task:?}: the step left the range of Hᵀ"
         );
 
-        // The truth explains y to within the noise (its residual is the noise): a step of
-        // zero, or nearly (a draw of the noise may exceed its expected energy).
+        // The truth explains y to within the noise: its residual is noise at half σ, whose
+        // energy stays below mσ², so τ = 0 and the step is exactly zero.
         let quiet = &hx + noise(330 + k as u64, sigma * 0.5);
         let kept = operators::data_prox(op.as_ref(), &x, &quiet, sigma).unwrap();
         assert_eq!(

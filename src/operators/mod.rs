@@ -231,9 +231,18 @@ pub fn damped_pinv(op: &dyn Operator, y: &Tensor, sigma: f64) -> Tensor {
     let Some(svd) = op.svd() else {
         return op.pinv(y);
     };
+    damped_inverse(svd, op, y, &Tensor::from(at_least_rounding(sigma)))
+}
+
+/// σ floored at the 8-bit rounding of a stored image (a non-finite σ counts as 0): a
+/// stored measurement is never noiseless.
+fn at_least_rounding(sigma: f64) -> f64 {
     let q = classical::QUANTISATION_STD;
-    let sigma = if sigma.is_finite() { sigma.max(q) } else { q };
-    damped_inverse(svd, op, y, &Tensor::from(sigma))
+    if sigma.is_finite() {
+        sigma.max(q)
+    } else {
+        q
+    }
 }
 
 /// The proximal step of the data term at `x0`,
@@ -247,8 +256,7 @@ pub fn damped_pinv(op: &dyn Operator, y: &Tensor, sigma: f64) -> Tensor {
 /// an SVD.
 pub fn data_prox(op: &dyn Operator, x0: &Tensor, y: &Tensor, sigma: f64) -> Option<Tensor> {
     let svd = op.svd()?;
-    let q = classical::QUANTISATION_STD;
-    let sigma = if sigma.is_finite() { sigma.max(q) } else { q };
+    let sigma = at_least_rounding(sigma);
     let r = y - op.forward(x0);
     let n = r.size()[0];
     let s = svd

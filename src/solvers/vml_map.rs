@@ -8,8 +8,9 @@
 //! ∇VML_S(x) = −Jᵀ v,   v = (D − x)/σ_i² + Hᵀ(y − H D)/s_i²,   s_i² = σ_y² + c σ_i²
 //! ```
 //!
-//! (one vector-Jacobian product each), then `x̂0 = D(x, σ_i)` clamped to [-1, 1] and a
-//! re-noise to σ_{i+1}.
+//! (one vector-Jacobian product each), then `x̂0 = D(x, σ_i)` clamped to [-1, 1], the
+//! data fit on x̂0 (`operators::data_prox`, where the operator has an SVD) and a re-noise to
+//! σ_{i+1}.
 //! `s_i²` is the measurement variance with an annealed floor `c σ_i²` (our choice, inferred
 //! from MAPGA's λ): it keeps σ_y = 0 well posed and tends to σ_y² as σ_i → 0.
 //!
@@ -93,7 +94,7 @@ pub struct VmlMap {
 }
 
 impl VmlMap {
-    /// 20 levels × 1 iteration: 40 network passes, a 256² SR×4 restore in 23 s on two idle
+    /// 20 levels × 1 iteration: 60 network passes (40 forwards, 20 VJPs), a 256² SR×4 restore in 23 s on two idle
     /// cores and 37 s beside one busy process (docs/bench-runs/speed-s11/); 10 levels lose
     /// 0.5–0.7 dB on random inpainting, and 50 levels gain 1 dB only on a large hole
     /// (docs/benchmarks.md, "The frontier with the data fit").
@@ -126,8 +127,8 @@ impl VmlMap {
     pub const DEFAULT_CLIP_DENOISED: bool = true;
     /// With few levels the gradient steps leave x̂0 far from the measurement (SR×4 from 5
     /// levels × 1 iteration: residual 0.16 against σ_y = 0.01, 18.6 dB); the proximal step on
-    /// every level's x̂0 brings it to the noise level at no network cost (21.8 dB, above the
-    /// 21.8 of 50 × 3 without it; docs/algorithm.md, "Data fit").
+    /// every level's x̂0 brings it to the noise level at no network cost (21.8 dB, as good as
+    /// 50 × 3 without it; docs/algorithm.md, "Data fit").
     pub const DEFAULT_DATA_FIT: DataFit = DataFit::Every;
 
     /// Resolves `opts` against the defaults and checks them.
