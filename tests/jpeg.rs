@@ -553,3 +553,46 @@ fn a_quality_with_its_sampling_is_the_standard_tables_at_that_sampling() {
         "sampling changed nothing"
     );
 }
+
+/// The data fit for JPEG (`data_prox` → `Codec::project`): an image consistent with `y`
+/// (its own decoding's source) is left nearly as it is, and the projection of an image
+/// that is not (here a smoothed one) re-encodes to `y` to within a level or two, while
+/// moving it closer to the source than `y` was never required.
+#[test]
+fn the_jpeg_data_fit_projects_onto_the_images_that_code_to_the_same_file() {
+    for (q, h, v) in [(10, 2, 2), (30, 1, 1), (50, 2, 1)] {
+        let shape = [3, 32, 48];
+        let op = Jpeg::new(&standard_tables(q, h, v, 48, 32), shape, None).unwrap();
+        // A smooth random picture, as photos are smooth at the scale of a block.
+        let x = Tensor::rand([1, 3, 8, 12], (Kind::Float, tch::Device::Cpu)).upsample_bilinear2d(
+            [32, 48],
+            false,
+            None,
+            None,
+        ) * 1.6
+            - 0.8;
+        let y = op.forward(&x);
+        let own = vml::operators::data_prox(&op, &x, &y, 0.0).expect("JPEG has a data fit");
+        let moved = (&own - &x).abs().max().double_value(&[]) * 127.5;
+        assert!(
+            moved < 3.0,
+            "q{q}: a consistent image moved by {moved:.2} levels"
+        );
+        let z = (&x * 0.5).shallow_clone();
+        let p = vml::operators::data_prox(&op, &z, &y, 0.0).unwrap();
+        let before = (op.forward(&z) - &y)
+            .abs()
+            .mean(Kind::Float)
+            .double_value(&[])
+            * 127.5;
+        let after = (op.forward(&p) - &y)
+            .abs()
+            .mean(Kind::Float)
+            .double_value(&[])
+            * 127.5;
+        assert!(
+            after < 1.0 && after < before / 5.0,
+            "q{q} {h}×{v}: re-encoding is off by {after:.2} levels on average (before {before:.2})"
+        );
+    }
+}

@@ -192,13 +192,7 @@ impl Codec {
             // The encoder reads an 8-bit image.
             v = v.clamp(0.0, 255.0).round();
         }
-        let (ph, pw) = (
-            (self.mcu_h - h % self.mcu_h) % self.mcu_h,
-            (self.mcu_w - w % self.mcu_w) % self.mcu_w,
-        );
-        if ph + pw > 0 {
-            v = v.replication_pad2d([0, pw, 0, ph]);
-        }
+        let v = self.pad(&v);
         let chan = |k: i64| v.narrow(1, k, 1);
         let (r, g, b) = (chan(0), chan(1), chan(2));
         let luma = round(&r * 0.299 + &g * 0.587 + &b * 0.114, 0.5);
@@ -232,6 +226,103 @@ impl Codec {
         clamp(Tensor::cat(&[r, g, b], 1)) / 127.5 - 1.0
     }
 
+    /// `t` padded to whole MCUs by repeating its last row and column, as the encoder does.
+    fn pad(&self, t: &Tensor) -> Tensor {
+        let size = t.size();
+        let (h, w) = (size[2], size[3]);
+        let (ph, pw) = (
+            (self.mcu_h - h % self.mcu_h) % self.mcu_h,
+            (self.mcu_w - w % self.mcu_w) % self.mcu_w,
+        );
+        if ph + pw > 0 {
+            t.replication_pad2d([0, pw, 0, ph])
+        } else {
+            t.shallow_clone()
+        }
+    }
+
+    /// The quantisation constraint set of POCS deblocking (Zakhor 1992; Yang, Galatsanos
+    /// and Katsaggelos 1993): the image nearest `x` whose DCT coefficients lie in the
+    /// quantisation intervals `[(k − ½) q, (k + ½) q]` of those `k q` that decoded to `y`,
+    /// which is every image that the encoder could have turned into the same file (up to
+    /// the 8-bit roundings). Both are `(N, C, H, W)` in [-1, 1].
+    ///
+    /// "Nearest" is per plane, in the codec's own coordinates: the DCT is orthonormal, so
+    /// clamping coefficients is the Euclidean projection of a plane's samples; a chroma
+    /// plane is coded at reduced size, and since its average pooling `A` has `A Aᵀ = I/n`,
+    /// the nearest full-size correction of a coded-sample change `d` repeats `d` over its
+    /// cell. The colour transform is not orthogonal, so the result is the projection in
+    /// the YCbCr metric, not in RGB's; an `x` already consistent with `y` is left as it is.
+    ///
+    /// The levels `k` are read back from `y`'s pixels: exact for luma and for unsubsampled
+    /// chroma up to the decoder's 8-bit rounding (a small fraction of any step above 2);
+    /// subsampled chroma is first brought back to its coded size by inverting the
+    /// decoder's triangular upsampling (a few Landweber steps). Blocks in the MCU padding
+    /// of an image whose size is not whole MCUs see `y` repeated there, which the encoder
+    /// did not code; their levels may be off by one.
+    pub fn project(&self, x: &Tensor, y: &Tensor) -> Tensor {
+        let size = x.size();
+        let (h, w) = (size[2], size[3]);
+        let levels = |t: &Tensor| self.pad(&((t + 1.0) * 127.5));
+        let (vx, vy) = (levels(x), levels(y));
+        let xs = ycc(&vx);
+        let ys = if y.size()[1] == 1 { vec![vy] } else { ycc(&vy) };
+        let mut deltas = Vec::with_capacity(3);
+        for (k, p) in self.planes.iter().enumerate() {
+            let coded_x = self.downsample(&xs[k], p, false);
+            let coded_y = self.coded_size(&ys[k], p, h, w);
+            let d = self.move_into_intervals(&coded_x, &coded_y, p);
+            deltas.push(if p.fh * p.fv == 1 {
+                d
+            } else {
+                let s = d.size();
+                d.upsample_nearest2d([s[2] * p.fv, s[3] * p.fh], None, None)
+            });
+        }
+        // A gray file codes luma alone: its change goes to R, G and B alike (colour kept).
+        while deltas.len() < 3 {
+            deltas.push(deltas[0].zeros_like());
+        }
+        let rgb: Vec<Tensor> = YCC_TO_RGB
+            .iter()
+            .map(|row| &deltas[0] * row[0] + &deltas[1] * row[1] + &deltas[2] * row[2])
+            .collect();
+        let delta = Tensor::cat(&rgb, 1).narrow(2, 0, h).narrow(3, 0, w);
+        x + delta / 127.5
+    }
+
+    /// A decoded plane (padded, levels) back at its coded size: the decoder's upsampling
+    /// `U` inverted by Landweber steps `z ← z + A(y − U z)` from `z = A y`, with `A` the
+    /// average over a cell. `A U` is the separable filter [⅛, ¾, ⅛] per subsampled axis,
+    /// whose response is at least ½ per axis, so the error shrinks by ¾ or better a step.
+    fn coded_size(&self, t: &Tensor, p: &Plane, h: i64, w: i64) -> Tensor {
+        if p.fh * p.fv == 1 {
+            return t.shallow_clone();
+        }
+        let target = t.narrow(2, 0, h).narrow(3, 0, w);
+        let mut z = self.downsample(t, p, false);
+        for _ in 0..12 {
+            let r = &target - self.upsample(&z, p, h, w, false);
+            z += self.downsample(&self.pad(&r), p, false);
+        }
+        z
+    }
+
+    /// The change of the samples `coded_x` that moves each of its DCT coefficients into
+    /// the quantisation interval of `coded_y`'s (same plane, same size, whole blocks).
+    fn move_into_intervals(&self, coded_x: &Tensor, coded_y: &Tensor, p: &Plane) -> Tensor {
+        let c = self.dct.like(coded_x);
+        let q = p.quant.like(coded_x);
+        let coef = |t: &Tensor| c.matmul(&to_blocks(&(t - 128.0))).matmul(&c.tr()) / &q;
+        let (zx, zy) = (coef(coded_x), coef(coded_y));
+        let k = zy.round();
+        // A coefficient clamped onto an interval's edge would round either way when the
+        // result is coded again; stay a twentieth of a step inside.
+        let moved = zx.maximum(&(&k - 0.45)).minimum(&(k + 0.45)) - &zx;
+        let back = c.tr().matmul(&(moved * &q)).matmul(&c);
+        from_blocks(&back, coded_x.size())
+    }
+
     /// Chroma averaged over `fh × fv` cells: libjpeg's `h2v1` / `h2v2` rounding biases
     /// alternate by output column (0, 1 and 1, 2), its generic one adds half the count.
     fn downsample(&self, t: &Tensor, p: &Plane, exact: bool) -> Tensor {
@@ -263,13 +354,9 @@ impl Codec {
         if mode == Mode::Linear {
             return t.shallow_clone();
         }
-        let size = t.size();
-        let (n, bh, bw) = (size[0], size[2] / 8, size[3] / 8);
         let c = self.dct.like(t);
         let q = p.quant.like(t);
-        let blocks = (t - 128.0)
-            .reshape([n, 1, bh, 8, bw, 8])
-            .permute([0, 1, 2, 4, 3, 5]);
+        let blocks = to_blocks(&(t - 128.0));
         let levels = match mode {
             Mode::Exact => match self.fdct {
                 // libjpeg's integer quantiser rounds half away from zero.
@@ -286,10 +373,10 @@ impl Codec {
             }
             Mode::Linear => unreachable!("returned above"),
         };
-        let back = c.tr().matmul(&(levels * &q)).matmul(&c) + 128.0;
-        let back = back
-            .permute([0, 1, 2, 4, 3, 5])
-            .reshape([n, 1, bh * 8, bw * 8]);
+        let back = from_blocks(
+            &(c.tr().matmul(&(levels * &q)).matmul(&c) + 128.0),
+            t.size(),
+        );
         if mode == Mode::Exact {
             (back + 0.5).floor().clamp(0.0, 255.0)
         } else {
@@ -360,6 +447,44 @@ impl Codec {
         out.narrow(2, 0, h).narrow(3, 0, w)
     }
 }
+
+/// A plane `(N, 1, H, W)` of whole blocks as `(N, 1, H/8, W/8, 8, 8)`.
+fn to_blocks(t: &Tensor) -> Tensor {
+    let size = t.size();
+    let (n, bh, bw) = (size[0], size[2] / 8, size[3] / 8);
+    t.reshape([n, 1, bh, 8, bw, 8]).permute([0, 1, 2, 4, 3, 5])
+}
+
+/// The inverse of [`to_blocks`], back to a plane of `size`.
+fn from_blocks(b: &Tensor, size: Vec<i64>) -> Tensor {
+    b.permute([0, 1, 2, 4, 3, 5]).reshape(size)
+}
+
+/// Y, Cb and Cr planes of RGB levels `(N, 3, H, W)`, without rounding (JFIF, offset 128).
+fn ycc(v: &Tensor) -> Vec<Tensor> {
+    let chan = |k: i64| v.narrow(1, k, 1);
+    let (r, g, b) = (chan(0), chan(1), chan(2));
+    RGB_TO_YCC
+        .iter()
+        .zip([0.0, 128.0, 128.0])
+        .map(|(m, off)| &r * m[0] + &g * m[1] + &b * m[2] + off)
+        .collect()
+}
+
+/// JFIF's RGB → YCbCr matrix (BT.601 full range), as libjpeg's `jccolor.c` scales it.
+const RGB_TO_YCC: [[f64; 3]; 3] = [
+    [0.299, 0.587, 0.114],
+    [-0.168_735_892, -0.331_264_108, 0.5],
+    [0.5, -0.418_687_589, -0.081_312_411],
+];
+
+/// Its inverse (to 10⁻⁹), so that a zero change in YCbCr is none in RGB:
+/// rows R, G, B over Y, Cb, Cr.
+const YCC_TO_RGB: [[f64; 3]; 3] = [
+    [1.0, 0.0, 1.402],
+    [1.0, -0.344_136_286_5, -0.714_136_286_5],
+    [1.0, 1.772, 0.0],
+];
 
 /// AAN scale factors of libjpeg's fast DCT, ×2¹⁴ (`aanscales` in jcdctmgr.c).
 const AAN_SCALES: [i64; 64] = [
@@ -567,6 +692,24 @@ impl Operator for Jpeg {
             Some(a) => super::damped_pinv(a.as_ref(), y, classical::QUANTISATION_STD),
             None => y.shallow_clone(),
         }
+    }
+    /// [`Codec::project`] of `A x0` for the JPEG alone or after an `A` whose pseudo-inverse
+    /// is well conditioned (a mask, SR by block mean): then `x0 + A⁺ (P(A x0) − A x0)` is
+    /// the nearest consistent `x`, since `A⁺` is an isometry up to scale on `A`'s range.
+    /// After a blur, `A⁺` would blow the change up; none then.
+    fn consistent(&self, x0: &Tensor, y: &Tensor) -> Option<Tensor> {
+        let Some(a) = &self.inner else {
+            return Some(self.codec.project(x0, y));
+        };
+        let svd = a.svd()?;
+        let s = svd.singular_values();
+        let s = s.masked_select(&s.gt(0.0));
+        if s.numel() == 0 || s.min().double_value(&[]) < 0.1 * s.max().double_value(&[]) {
+            return None;
+        }
+        let z = a.forward(x0);
+        let dz = self.codec.project(&z, y) - &z;
+        Some(x0 + super::damped_inverse(svd, a.as_ref(), &dz, &Tensor::from(0.0)))
     }
     fn classical(&self, y: &Tensor, sigma_y: f64) -> classical::Estimate {
         match &self.inner {

@@ -108,6 +108,12 @@ pub trait Operator: Send + Sync {
     fn gain_squared(&self) -> Option<f64> {
         None
     }
+    /// For an operator without an SVD, the proximal step of its data term where it has a
+    /// cheap one: the `x` nearest `x0` that is consistent with `y` (JPEG: every image that
+    /// codes to the same file, `jpeg::Codec::project`). `None` otherwise.
+    fn consistent(&self, _x0: &Tensor, _y: &Tensor) -> Option<Tensor> {
+        None
+    }
     /// The SVD, when the operator has a cheap one.
     fn svd(&self) -> Option<&dyn Svd> {
         None
@@ -252,10 +258,13 @@ fn at_least_rounding(sigma: f64) -> f64 {
 /// `E‖y − H x0‖² = mσ² + τ² Σ s_k²` over the m measured dimensions, so
 /// `τ² = max(0, ‖y − H x0‖² − mσ²) / Σ s_k²`. An `x0` that already explains `y` to within
 /// the noise is left alone (a denoised image), one far from it is pulled onto it (SR after
-/// a few steps); the null space of `H` is never touched. `None` for an operator without
-/// an SVD.
+/// a few steps); the null space of `H` is never touched. An operator without an SVD gives
+/// its [`Operator::consistent`] projection (the prox of a data term that is an indicator:
+/// JPEG's quantisation), or `None`.
 pub fn data_prox(op: &dyn Operator, x0: &Tensor, y: &Tensor, sigma: f64) -> Option<Tensor> {
-    let svd = op.svd()?;
+    let Some(svd) = op.svd() else {
+        return op.consistent(x0, y);
+    };
     let sigma = at_least_rounding(sigma);
     let r = y - op.forward(x0);
     let n = r.size()[0];

@@ -9,7 +9,7 @@
 //! ```
 //!
 //! (one vector-Jacobian product each), then `x̂0 = D(x, σ_i)` clamped to [-1, 1], the
-//! data fit on x̂0 (`operators::data_prox`, where the operator has an SVD) and a re-noise to
+//! data fit on x̂0 (`operators::data_prox`: the SVD's proximal step, or JPEG's projection) and a re-noise to
 //! σ_{i+1}.
 //! `s_i²` is the measurement variance with an annealed floor `c σ_i²` (our choice, inferred
 //! from MAPGA's λ): it keeps σ_y = 0 well posed and tends to σ_y² as σ_i → 0.
@@ -311,7 +311,8 @@ impl Solver for VmlMap {
                 DataFit::Every => true,
             };
             if fit {
-                // Operators without an SVD (JPEG) keep x̂0 as it is.
+                // JPEG projects x̂0 onto the images that code to the same file; an
+                // operator with neither an SVD nor a projection keeps x̂0 as it is.
                 if let Some(fitted) =
                     tch::no_grad(|| operators::data_prox(op, &x0, &y, problem.sigma_y))
                 {
