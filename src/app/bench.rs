@@ -46,7 +46,8 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 256)]
     pub size: i64,
     /// Degradations: sr:S, sr-bicubic:S, gauss:SIGMA, uniform:SIZE, motion:LEN:ANGLE,
-    /// box[:SIDE] (default side: half the crop), random:FRACTION, half, colorize, denoise:SIGMA.
+    /// box[:SIDE] (default side: half the crop), random:FRACTION, half, colorize, denoise:SIGMA,
+    /// jpeg:QUALITY[:TASK] (a JPEG of the photo, or of TASK's measurement: jpeg:30:sr:2).
     #[arg(long, value_delimiter = ',', default_value = DEFAULT_TASKS)]
     pub tasks: Vec<String>,
     /// Measurement noise levels σ_y (on the [-1, 1] scale). Denoising runs once, at the
@@ -170,9 +171,28 @@ impl TaskSpec {
                 },
                 None,
             ),
+            // jpeg:Q alone, or jpeg:Q:TASK for a JPEG of that task's measurement
+            // (jpeg:30:sr:2). libjpeg's standard tables at Q with 4:2:0 chroma, as
+            // ImageMagick, GIMP and cameras save by default.
+            "jpeg" => {
+                let quality = parse_number(arg(1, "quality")?, "quality")?;
+                let inner = match parts.get(2..) {
+                    Some(rest) if !rest.is_empty() => Some(Self::parse(&rest.join(":"))?),
+                    _ => None,
+                };
+                let mask = inner.as_ref().and_then(|t| t.mask);
+                let task = Task::Jpeg {
+                    quality: Some(quality),
+                    sampling: None,
+                    tables: None,
+                    inner: inner.map(|t| Box::new(t.task)),
+                };
+                task.validate().map_err(|e| Error::Usage(e.to_string()))?;
+                (task, mask)
+            }
             other => {
                 return Err(Error::Usage(format!(
-                    "unknown benchmark task '{other}'; known: sr, sr-bicubic, gauss, uniform, motion, box, random, half, colorize, denoise"
+                    "unknown benchmark task '{other}'; known: sr, sr-bicubic, gauss, uniform, motion, box, random, half, colorize, denoise, jpeg"
                 )))
             }
         };
@@ -192,6 +212,12 @@ impl TaskSpec {
             Some(MaskSpec::Half) => inpaint::half_mask(size, size),
         };
         Ok(Some(m?))
+    }
+
+    /// Whether the measurement is itself an image to score (a decoded JPEG: what every
+    /// restoration has to beat).
+    fn scores_measurement(&self) -> bool {
+        matches!(self.task, Task::Jpeg { inner: None, .. })
     }
 
     fn is_denoise(&self) -> bool {
@@ -359,6 +385,13 @@ pub fn run(args: &BenchArgs, progress: bool) -> Result<()> {
                     y,
                     sigma_y: operators::measurement_sigma(op.as_ref(), sigma_y),
                 };
+                if task.scores_measurement()
+                    && !rows.iter().any(|r| r.key == key && r.method == DECODED)
+                {
+                    let row = score_measurement(&problem.y, &x, key.clone());
+                    report::append_csv(&csv, &row)?;
+                    rows.push(row);
+                }
                 for m in &methods {
                     done += 1;
                     if rows.iter().any(|r| r.key == key && r.method == m.label) {
@@ -462,6 +495,23 @@ fn run_one(
         ..Row::default()
     };
     Ok(Some((row, Some(xhat))))
+}
+
+/// The method label of the row that scores a decoded JPEG as it is.
+const DECODED: &str = "decoded";
+
+/// The row of a measurement scored as a restoration (`TaskSpec::scores_measurement`).
+fn score_measurement(y: &Tensor, x: &Tensor, key: report::Key) -> Row {
+    let to01 = |t: &Tensor| ((t.to_kind(Kind::Float) + 1.0) * 0.5).to_device(Device::Cpu);
+    Row {
+        key,
+        method: DECODED.into(),
+        method_name: DECODED.into(),
+        status: "ok".into(),
+        psnr: psnr(&to01(y), &to01(x)),
+        ssim: ssim(&to01(y), &to01(x)),
+        ..Row::default()
+    }
 }
 
 /// Waits for queued CUDA work so that timings cover it.
@@ -601,6 +651,19 @@ mod tests {
             .is_some());
         assert!(TaskSpec::parse("gauss").is_err());
         assert!(TaskSpec::parse("zoom:2").is_err());
+        let t = TaskSpec::parse("jpeg:30:sr:2").unwrap();
+        assert_eq!(t.label, "jpeg-30-sr-2");
+        assert!(matches!(
+            t.task,
+            Task::Jpeg { quality: Some(30), inner: Some(ref a), .. } if matches!(**a, Task::Sr { scale: 2, .. })
+        ));
+        assert!(
+            !t.scores_measurement() && TaskSpec::parse("jpeg:10").unwrap().scores_measurement()
+        );
+        let t = TaskSpec::parse("jpeg:50:box:32").unwrap();
+        assert!(t.mask(64, 0).unwrap().is_some());
+        assert!(TaskSpec::parse("jpeg:0").is_err());
+        assert!(TaskSpec::parse("jpeg:20:jpeg:30").is_err());
         let m = MethodSpec::parse("vml-map:20x2").unwrap();
         assert_eq!((m.options.steps, m.options.iters), (Some(20), Some(2)));
         assert_eq!(

@@ -22,6 +22,25 @@ use super::{classical, Host, Operator, OperatorError};
 use crate::jpeg::Tables;
 use tch::{Kind, Tensor};
 
+/// `Codec::deblock`: projected gradient steps on `‖∇x‖²` (τ below 2/8, the stability
+/// bound of the 4-neighbour Laplacian) and how many. Chosen on the 8 validation photos
+/// of the training pack (256² crops, standard tables, 4:2:0; mean PSNR in dB, decoded
+/// 28.14 at Q10 and 30.73 at Q20):
+///
+/// | τ × steps | 0.2 × 3 | 0.2 × 5 | 0.1 × 10 | 0.2 × 10 | 0.2 × 30 | 0.2 × 100 |
+/// |---|---|---|---|---|---|---|
+/// | Q10 | 28.71 | **28.73** | 28.73 | 28.73 | 28.66 | 28.55 |
+/// | Q20 | 31.11 | **31.08** | 31.08 | 31.01 | 30.87 | 30.75 |
+///
+/// The least-energy point of the quantisation set is flatter than photos are; a few
+/// steps from the decoded image remove the block edges and stop before the texture goes.
+const DEBLOCK_STEP: f64 = 0.2;
+const DEBLOCK_ITERS: usize = 5;
+
+/// The first noise level of a diffusion solver on a JPEG, as a multiple of
+/// `Codec::error_std` (tuned below).
+const START_SIGMA_FACTOR: f64 = 0.8;
+
 /// How gradients go through the rounding of the DCT coefficients.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Surrogate {
@@ -154,6 +173,19 @@ impl Codec {
             .sum::<f64>()
             / 15.0;
         ms.sqrt() / 127.5
+    }
+
+    /// Classical deblocking by projections onto convex sets (Zakhor 1992; Yang,
+    /// Galatsanos and Katsaggelos 1993): the image of least gradient energy `‖∇x‖²` among
+    /// those that code to the same file as the decoded `y`, by projected gradient descent
+    /// from `y`. It smooths block edges and ringing only as far as the file allows.
+    pub fn deblock(&self, y: &Tensor) -> Tensor {
+        let mut x = y.shallow_clone();
+        for _ in 0..DEBLOCK_ITERS {
+            let step = classical::gradient_normal(&x) * DEBLOCK_STEP;
+            x = self.project(&(&x - step), y);
+        }
+        x
     }
 
     /// Channels of the decoded image: 1 for a gray file, 3 for colour.
@@ -650,6 +682,17 @@ impl Operator for Jpeg {
     fn is_linear(&self) -> bool {
         false
     }
+    fn measure(&self, x: &Tensor, sigma_y: f64, seed: u64) -> Option<Tensor> {
+        let z = match &self.inner {
+            Some(a) => super::degrade(x, a.as_ref(), sigma_y, seed),
+            None if sigma_y > 0.0 => {
+                let n = super::gaussian_noise(&x.size(), seed);
+                x + n.to_device(x.device()).to_kind(x.kind()) * sigma_y
+            }
+            None => x.shallow_clone(),
+        };
+        Some(self.codec.round_trip(&z))
+    }
     fn forward_surrogate(&self, x: &Tensor) -> Tensor {
         let ax = self.inner_forward(x);
         match self.surrogate {
@@ -713,10 +756,18 @@ impl Operator for Jpeg {
     }
     fn classical(&self, y: &Tensor, sigma_y: f64) -> classical::Estimate {
         match &self.inner {
-            // The decoded image: no deblocking.
-            None => classical::Estimate::PseudoInverse,
+            None => classical::Estimate::Given(self.codec.deblock(y)),
             Some(a) => classical::Estimate::Given(classical::restore(a.as_ref(), y, sigma_y)),
         }
+    }
+    /// Alone, JPEG keeps every coefficient to within its quantisation step, so the prior
+    /// only has to redraw detail of about the compression error: `START_SIGMA_FACTOR`
+    /// times `Codec::error_std`. After another operator, that operator's null space needs
+    /// the solver's whole schedule.
+    fn start_sigma(&self) -> Option<f64> {
+        self.inner
+            .is_none()
+            .then(|| START_SIGMA_FACTOR * self.codec.error_std())
     }
     /// The compression error as measurement noise (σ on the [-1, 1] scale), added in
     /// variance to that of `A`: see `Codec::error_std`.

@@ -114,6 +114,19 @@ pub trait Operator: Send + Sync {
     fn consistent(&self, _x0: &Tensor, _y: &Tensor) -> Option<Tensor> {
         None
     }
+    /// The noise level a diffusion solver should start from when the operator loses only
+    /// detail smaller than a known scale (JPEG alone: about its compression error), so
+    /// that the prior repairs that detail and does not redraw the rest. `None`: the
+    /// solver's own start.
+    fn start_sigma(&self) -> Option<f64> {
+        None
+    }
+    /// The measurement of `x` with sensor noise σ_y drawn from `seed`, where it is not
+    /// `degrade`'s `H x + σ n`: a JPEG records the noise before compression, and its
+    /// compression error (`own_noise`, for the solvers) is in the round trip already.
+    fn measure(&self, _x: &Tensor, _sigma_y: f64, _seed: u64) -> Option<Tensor> {
+        None
+    }
     /// The SVD, when the operator has a cheap one.
     fn svd(&self) -> Option<&dyn Svd> {
         None
@@ -216,6 +229,9 @@ pub fn x_shape_for(task: &Task, y_shape: [i64; 3]) -> Result<[i64; 3], OperatorE
 /// inpainting, unknown pixels stay exactly 0). A σ that is not a positive finite number
 /// adds no noise.
 pub fn degrade(x: &Tensor, op: &dyn Operator, sigma_y: f64, seed: u64) -> Tensor {
+    if let Some(y) = op.measure(x, sigma_y, seed) {
+        return y;
+    }
     let y = op.forward(x);
     let sigma = measurement_sigma(op, sigma_y);
     if !(sigma.is_finite() && sigma > 0.0) {
