@@ -698,3 +698,110 @@ fn vml_map_on_a_jpeg_starts_near_the_compression_error() {
     assert!(sr.start_sigma().is_none());
     assert_eq!(sched(Options::default(), sr.as_ref()).len(), full);
 }
+
+/// Hostile JPEGs made from a real file (its segments: APP0 at 2, DQT at 20 and 89, SOF0
+/// at 158, length 17): each is refused by `--jpeg auto` as bad input (exit 3) with nothing
+/// on stdout, and no panic.
+#[test]
+fn hostile_jpegs_are_refused_cleanly() {
+    let bin = env!("CARGO_BIN_EXE_vml-filter");
+    let good = std::fs::read(fixture("q10-420.jpg")).unwrap();
+    assert_eq!(
+        (good[20..22].to_vec(), good[158..160].to_vec()),
+        (vec![0xFF, 0xDB], vec![0xFF, 0xC0])
+    );
+    let with = |f: &dyn Fn(&mut Vec<u8>)| {
+        let mut b = good.clone();
+        f(&mut b);
+        b
+    };
+    let adobe = |transform: u8| {
+        with(&|b| {
+            let app14 = [
+                &[0xFF, 0xEE, 0, 14][..],
+                b"Adobe",
+                &[0, 100, 0, 0, 0, 0, transform],
+            ]
+            .concat();
+            b.splice(20..20, app14);
+        })
+    };
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "DQT too short",
+            with(&|b| b[22..24].copy_from_slice(&3u16.to_be_bytes())),
+            "DQT",
+        ),
+        (
+            "DQT past its data",
+            with(&|b| b[22..24].copy_from_slice(&300u16.to_be_bytes())),
+            "DQT",
+        ),
+        ("DQT of zeros", with(&|b| b[25..89].fill(0)), "zero step"),
+        ("no SOF", with(&|b| drop(b.drain(158..177))), "SOF"),
+        (
+            "60000² in 4 kB",
+            with(&|b| {
+                b[163..165].copy_from_slice(&60000u16.to_be_bytes());
+                b[165..167].copy_from_slice(&60000u16.to_be_bytes());
+            }),
+            "limit",
+        ),
+        (
+            "CMYK",
+            with(&|b| {
+                b[160..162].copy_from_slice(&20u16.to_be_bytes());
+                b[167] = 4;
+                b.splice(177..177, [4, 0x11, 1]);
+            }),
+            "4 components",
+        ),
+        ("Adobe RGB-coded", adobe(0), "RGB-coded"),
+    ];
+    for (what, bytes, says) in cases {
+        let mut child = std::process::Command::new(bin)
+            .args(["--jpeg", "auto", "--method", "classical", "--device", "cpu"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        // The filter may refuse before it has read everything.
+        let _ = child.stdin.take().unwrap().write_all(&bytes);
+        let r = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert_eq!(r.status.code(), Some(3), "{what}: {err}");
+        assert!(
+            r.stdout.is_empty(),
+            "{what}: {} bytes on stdout",
+            r.stdout.len()
+        );
+        assert!(
+            err.contains(says) && !err.contains("panicked"),
+            "{what}: {err}"
+        );
+    }
+    // libjpeg reads a 3-component file with Adobe transform 1 as YCbCr, and so do we.
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("adobe1.jpg");
+    std::fs::write(&input, adobe(1)).unwrap();
+    let ok = std::process::Command::new(bin)
+        .args([
+            "--jpeg",
+            "auto",
+            "--method",
+            "classical",
+            "--device",
+            "cpu",
+            "-q",
+        ])
+        .arg("-i")
+        .arg(&input)
+        .arg("-o")
+        .arg(dir.path().join("a.png"))
+        .status()
+        .unwrap();
+    assert_eq!(ok.code(), Some(0));
+    assert!(dir.path().join("a.png").exists());
+}

@@ -227,11 +227,14 @@ impl TaskSpec {
 
 /// A method with optional steps, iterations and settings: `vml-map:50x3`, `dps:1000`,
 /// `vml-map:20x3/sigma_max=10/init=noise` (any `SolverOptions` field), `classical`.
+/// `/sigma_y=auto` gives the method the σ_y estimated from the measurement
+/// (`--sigma-y auto`) instead of the true one.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MethodSpec {
     pub label: String,
     pub method: Method,
     pub options: SolverOptions,
+    pub sigma_y_auto: bool,
 }
 
 impl MethodSpec {
@@ -262,12 +265,22 @@ impl MethodSpec {
                 fields.insert("iters".into(), k.into());
             }
         }
+        let mut sigma_y_auto = false;
         for setting in parts {
             let (k, v) = setting.split_once('=').ok_or_else(|| {
                 Error::Usage(format!(
                     "bad setting '{setting}' in '{spec}': use NAME=VALUE"
                 ))
             })?;
+            if k.replace('-', "_") == "sigma_y" {
+                if v != "auto" {
+                    return Err(Error::Usage(format!(
+                        "sigma_y in '{spec}' can only be auto (the true σ_y is --sigma-y)"
+                    )));
+                }
+                sigma_y_auto = true;
+                continue;
+            }
             // Numbers and booleans as JSON, anything else (renoise=deterministic) as a string.
             let value = serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::from(v));
             let k = k.replace('-', "_");
@@ -289,6 +302,7 @@ impl MethodSpec {
             label: spec.to_string(),
             method,
             options,
+            sigma_y_auto,
         })
     }
 }
@@ -397,7 +411,14 @@ pub fn run(args: &BenchArgs, progress: bool) -> Result<()> {
                     if rows.iter().any(|r| r.key == key && r.method == m.label) {
                         continue;
                     }
-                    match run_one(&problem, &x, m, denoiser.as_ref(), args.seed, device)? {
+                    let estimated;
+                    let problem = if m.sigma_y_auto {
+                        estimated = with_estimated_sigma(&problem, mask.as_ref())?;
+                        &estimated
+                    } else {
+                        &problem
+                    };
+                    match run_one(problem, &x, m, denoiser.as_ref(), args.seed, device)? {
                         None => break 'all,
                         Some((row_data, xhat)) => {
                             let row = Row {
@@ -495,6 +516,21 @@ fn run_one(
         ..Row::default()
     };
     Ok(Some((row, Some(xhat))))
+}
+
+/// `problem` with the σ_y that `--sigma-y auto` would estimate from its measurement (over
+/// the known pixels where `mask`, 1 = unknown, is given), added to the operator's own
+/// noise as `measurement_sigma` adds the true one.
+fn with_estimated_sigma<'a>(problem: &Problem<'a>, mask: Option<&Tensor>) -> Result<Problem<'a>> {
+    let keep = mask.map(|m| 1.0 - m);
+    let s = operators::noise::estimate_sigma(&problem.y, keep.as_ref())
+        .ok_or_else(|| Error::Input("the crop is too small to estimate its noise".into()))?;
+    log::info!("estimated σ_y = {s:.4}");
+    Ok(Problem {
+        op: problem.op,
+        y: problem.y.shallow_clone(),
+        sigma_y: operators::measurement_sigma(problem.op, s),
+    })
 }
 
 /// The method label of the row that scores a decoded JPEG as it is.
@@ -663,6 +699,9 @@ mod tests {
         let t = TaskSpec::parse("jpeg:50:box:32").unwrap();
         assert!(t.mask(64, 0).unwrap().is_some());
         assert!(TaskSpec::parse("jpeg:0").is_err());
+        let m = MethodSpec::parse("vml-map:5x1/sigma_y=auto").unwrap();
+        assert!(m.sigma_y_auto && !MethodSpec::parse("vml-map").unwrap().sigma_y_auto);
+        assert!(MethodSpec::parse("vml-map/sigma_y=0.1").is_err());
         assert!(TaskSpec::parse("jpeg:20:jpeg:30").is_err());
         let m = MethodSpec::parse("vml-map:20x2").unwrap();
         assert_eq!((m.options.steps, m.options.iters), (Some(20), Some(2)));
