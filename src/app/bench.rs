@@ -413,7 +413,7 @@ pub fn run(args: &BenchArgs, progress: bool) -> Result<()> {
                     }
                     let estimated;
                     let problem = if m.sigma_y_auto {
-                        estimated = with_estimated_sigma(&problem, mask.as_ref())?;
+                        estimated = with_estimated_sigma(&problem, &task.task, mask.as_ref())?;
                         &estimated
                     } else {
                         &problem
@@ -518,14 +518,14 @@ fn run_one(
     Ok(Some((row, Some(xhat))))
 }
 
-/// `problem` with the σ_y that `--sigma-y auto` would estimate from its measurement (over
-/// the known pixels where `mask`, 1 = unknown, is given), added to the operator's own
-/// noise as `measurement_sigma` adds the true one.
-fn with_estimated_sigma<'a>(problem: &Problem<'a>, mask: Option<&Tensor>) -> Result<Problem<'a>> {
-    let keep = mask.map(|m| 1.0 - m);
-    let s = operators::noise::estimate_sigma(&problem.y, keep.as_ref())
-        .ok_or_else(|| Error::Input("the crop is too small to estimate its noise".into()))?;
-    log::info!("estimated σ_y = {s:.4}");
+/// `problem` with the σ_y that `--sigma-y auto` estimates from its measurement, added to
+/// the operator's own noise as `measurement_sigma` adds the true one.
+fn with_estimated_sigma<'a>(
+    problem: &Problem<'a>,
+    task: &Task,
+    mask: Option<&Tensor>,
+) -> Result<Problem<'a>> {
+    let s = crate::pipeline::estimate_noise(task, &problem.y, mask)?;
     Ok(Problem {
         op: problem.op,
         y: problem.y.shallow_clone(),

@@ -38,7 +38,7 @@ const DEBLOCK_STEP: f64 = 0.2;
 const DEBLOCK_ITERS: usize = 5;
 
 /// The first noise level of a diffusion solver on a JPEG, as a multiple of
-/// `Codec::error_std` (tuned below).
+/// `Codec::error_std` (docs/benchmarks.md, "JPEG artefacts on Kodak24 and CBSD68").
 const START_SIGMA_FACTOR: f64 = 0.8;
 
 /// How gradients go through the rounding of the DCT coefficients.
@@ -176,9 +176,9 @@ impl Codec {
     }
 
     /// Classical deblocking by projections onto convex sets (Zakhor 1992; Yang,
-    /// Galatsanos and Katsaggelos 1993): the image of least gradient energy `‖∇x‖²` among
-    /// those that code to the same file as the decoded `y`, by projected gradient descent
-    /// from `y`. It smooths block edges and ringing only as far as the file allows.
+    /// Galatsanos and Katsaggelos 1993): a few projected gradient steps from the decoded
+    /// `y` towards the image of least gradient energy `‖∇x‖²` among those that code to the
+    /// same file. It smooths block edges and ringing only as far as the file allows.
     pub fn deblock(&self, y: &Tensor) -> Tensor {
         let mut x = y.shallow_clone();
         for _ in 0..DEBLOCK_ITERS {

@@ -912,7 +912,7 @@ pub fn jpeg_tables(task: &Task, bytes: &[u8]) -> Result<Option<crate::jpeg::Tabl
 
 /// σ_y estimated from the measurement `x_in` (`operators::noise`), over the known pixels
 /// for inpainting; an input error when it is too small to tell.
-fn estimate_noise(task: &Task, x_in: &Tensor, mask: Option<&Tensor>) -> Result<f64> {
+pub(crate) fn estimate_noise(task: &Task, x_in: &Tensor, mask: Option<&Tensor>) -> Result<f64> {
     let keep = match (task.base(), mask) {
         (Task::Inpaint, Some(m)) => Some(1.0 - m),
         _ => None,
