@@ -272,7 +272,8 @@ impl MethodSpec {
                     "bad setting '{setting}' in '{spec}': use NAME=VALUE"
                 ))
             })?;
-            if k.replace('-', "_") == "sigma_y" {
+            let k = k.replace('-', "_");
+            if k == "sigma_y" {
                 if v != "auto" {
                     return Err(Error::Usage(format!(
                         "sigma_y in '{spec}' can only be auto (the true σ_y is --sigma-y)"
@@ -283,7 +284,6 @@ impl MethodSpec {
             }
             // Numbers and booleans as JSON, anything else (renoise=deterministic) as a string.
             let value = serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::from(v));
-            let k = k.replace('-', "_");
             // SolverOptions ignores unknown fields (the protocol must); a typo here must not.
             if serde_json::to_value(SolverOptions::default())
                 .ok()
@@ -399,6 +399,12 @@ pub fn run(args: &BenchArgs, progress: bool) -> Result<()> {
                     y,
                     sigma_y: operators::measurement_sigma(op.as_ref(), sigma_y),
                 };
+                // One estimate per measurement, shared by every `sigma_y=auto` spec.
+                let estimated = methods
+                    .iter()
+                    .any(|m| m.sigma_y_auto)
+                    .then(|| with_estimated_sigma(&problem, &task.task, mask.as_ref()))
+                    .transpose()?;
                 if task.scores_measurement()
                     && !rows.iter().any(|r| r.key == key && r.method == DECODED)
                 {
@@ -411,12 +417,9 @@ pub fn run(args: &BenchArgs, progress: bool) -> Result<()> {
                     if rows.iter().any(|r| r.key == key && r.method == m.label) {
                         continue;
                     }
-                    let estimated;
-                    let problem = if m.sigma_y_auto {
-                        estimated = with_estimated_sigma(&problem, &task.task, mask.as_ref())?;
-                        &estimated
-                    } else {
-                        &problem
+                    let problem = match &estimated {
+                        Some(p) if m.sigma_y_auto => p,
+                        _ => &problem,
                     };
                     match run_one(problem, &x, m, denoiser.as_ref(), args.seed, device)? {
                         None => break 'all,
@@ -496,13 +499,13 @@ fn run_one(
         }
         Err(e) => return Err(e),
     };
-    let to01 = |t: &Tensor| ((t.to_kind(Kind::Float) + 1.0) * 0.5).to_device(Device::Cpu);
+    let (psnr, ssim) = score(&xhat, x);
     let residual = &problem.y - problem.op.forward(&xhat.to_kind(problem.y.kind()));
     let row = Row {
         method_name: m.method.name().into(),
         status: "ok".into(),
-        psnr: psnr(&to01(&xhat), &to01(x)),
-        ssim: ssim(&to01(&xhat), &to01(x)),
+        psnr,
+        ssim,
         consistency: residual
             .square()
             .mean(Kind::Double)
@@ -538,16 +541,23 @@ const DECODED: &str = "decoded";
 
 /// The row of a measurement scored as a restoration (`TaskSpec::scores_measurement`).
 fn score_measurement(y: &Tensor, x: &Tensor, key: report::Key) -> Row {
-    let to01 = |t: &Tensor| ((t.to_kind(Kind::Float) + 1.0) * 0.5).to_device(Device::Cpu);
+    let (psnr, ssim) = score(y, x);
     Row {
         key,
         method: DECODED.into(),
         method_name: DECODED.into(),
         status: "ok".into(),
-        psnr: psnr(&to01(y), &to01(x)),
-        ssim: ssim(&to01(y), &to01(x)),
+        psnr,
+        ssim,
         ..Row::default()
     }
+}
+
+/// PSNR and SSIM of `xhat` against the clean `x`, both on [0, 1] pixels.
+fn score(xhat: &Tensor, x: &Tensor) -> (f64, f64) {
+    let to01 = |t: &Tensor| ((t.to_kind(Kind::Float) + 1.0) * 0.5).to_device(Device::Cpu);
+    let (xhat, x) = (to01(xhat), to01(x));
+    (psnr(&xhat, &x), ssim(&xhat, &x))
 }
 
 /// Waits for queued CUDA work so that timings cover it.

@@ -685,9 +685,9 @@ impl Operator for Jpeg {
     fn measure(&self, x: &Tensor, sigma_y: f64, seed: u64) -> Option<Tensor> {
         let z = match &self.inner {
             Some(a) => super::degrade(x, a.as_ref(), sigma_y, seed),
-            None if sigma_y > 0.0 => {
-                let n = super::gaussian_noise(&x.size(), seed);
-                x + n.to_device(x.device()).to_kind(x.kind()) * sigma_y
+            // As `degrade`: a σ that is not a positive finite number adds no noise.
+            None if sigma_y.is_finite() && sigma_y > 0.0 => {
+                x + super::noise_like(x, seed) * sigma_y
             }
             None => x.shallow_clone(),
         };

@@ -237,10 +237,15 @@ pub fn degrade(x: &Tensor, op: &dyn Operator, sigma_y: f64, seed: u64) -> Tensor
     if !(sigma.is_finite() && sigma > 0.0) {
         return y;
     }
-    let n = gaussian_noise(&y.size(), seed)
-        .to_device(y.device())
-        .to_kind(y.kind());
-    y + project_measurement(op, &n) * sigma
+    let n = project_measurement(op, &noise_like(&y, seed));
+    y + n * sigma
+}
+
+/// `gaussian_noise` of `t`'s shape, on its device and in its kind.
+pub(crate) fn noise_like(t: &Tensor, seed: u64) -> Tensor {
+    gaussian_noise(&t.size(), seed)
+        .to_device(t.device())
+        .to_kind(t.kind())
 }
 
 /// `H⁺ y` damped for measurement noise of standard deviation `sigma`:
