@@ -5,6 +5,8 @@
 //! differences; composition with a linear operator must reduce to it where JPEG does
 //! nothing.
 
+mod cli_common;
+
 use std::path::{Path, PathBuf};
 use tch::{Kind, Tensor};
 use vml::io::{self, Limits};
@@ -804,4 +806,105 @@ fn hostile_jpegs_are_refused_cleanly() {
         .unwrap();
     assert_eq!(ok.code(), Some(0));
     assert!(dir.path().join("a.png").exists());
+}
+
+/// `jpeg` with an APP1 EXIF block as cameras write it (a little-endian TIFF header and
+/// IFD0 holding the Orientation tag 0x0112 as one SHORT) right after the start of image.
+fn with_exif_orientation(jpeg: &[u8], value: u16) -> Vec<u8> {
+    let mut tiff = b"II*\0".to_vec();
+    tiff.extend(8u32.to_le_bytes());
+    tiff.extend(1u16.to_le_bytes());
+    tiff.extend(0x0112u16.to_le_bytes());
+    tiff.extend(3u16.to_le_bytes());
+    tiff.extend(1u32.to_le_bytes());
+    tiff.extend(value.to_le_bytes());
+    tiff.extend([0, 0]);
+    tiff.extend(0u32.to_le_bytes());
+    let mut out = jpeg[..2].to_vec();
+    out.extend([0xFF, 0xE1]);
+    out.extend(((2 + 6 + tiff.len()) as u16).to_be_bytes());
+    out.extend(b"Exif\0\0");
+    out.extend(tiff);
+    out.extend(&jpeg[2..]);
+    out
+}
+
+/// A phone's JPEG is compressed as the sensor stored it and shown turned by its EXIF
+/// orientation. Upright, the 100×75 fixture's block grid no longer starts at the top-left
+/// corner (75 and 100 are not multiples of 16) and a quarter turn transposes the tables,
+/// so the filter solves in the stored orientation: for each of the seven turns and flips
+/// the output is the untagged file's restoration turned upright, to the last bit, and it
+/// says it is upright. Before, the half turn scored 0.1 dB lower (21.42 against 21.52 dB).
+#[test]
+fn a_turned_jpeg_is_restored_in_the_orientation_it_was_stored_in() {
+    use vml::io::{inverse, Orientation};
+    let bin = env!("CARGO_BIN_EXE_vml-filter");
+    let dir = tempfile::tempdir().unwrap();
+    let plain = std::fs::read(fixture("q10-420.jpg")).unwrap();
+    let restore = |bytes: &[u8], name: &str, task: &[&str]| {
+        let (input, output) = (
+            dir.path().join(name),
+            dir.path().join(format!("{name}.png")),
+        );
+        std::fs::write(&input, bytes).unwrap();
+        let r = std::process::Command::new(bin)
+            .args(task)
+            .args(["--method", "classical", "--device", "cpu", "-q"])
+            .arg("-i")
+            .arg(&input)
+            .arg("-o")
+            .arg(&output)
+            .output()
+            .unwrap();
+        assert_eq!(
+            r.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&r.stderr)
+        );
+        io::decode(&std::fs::read(&output).unwrap(), &Limits::default(), name).unwrap()
+    };
+    for task in [
+        &["--jpeg", "auto"][..],
+        &["--sr", "2", "--jpeg", "auto"][..],
+    ] {
+        let want = restore(&plain, "plain.jpg", task).picture;
+        for value in 2..=8u16 {
+            let o = Orientation::from_exif(value as u8).unwrap();
+            let tagged = with_exif_orientation(&plain, value);
+            let name = format!("o{value}.jpg");
+            // The input really is turned when decoded, as a viewer shows it.
+            let shown = io::decode(&tagged, &Limits::default(), &name).unwrap();
+            assert_eq!(shown.orientation, o);
+            let got = restore(&tagged, &name, task);
+            assert_eq!(got.orientation, Orientation::NoTransforms, "{task:?} {o:?}");
+            assert!(
+                got.picture.oriented(inverse(o)) == want,
+                "{task:?} {o:?}: not the stored restoration turned upright"
+            );
+        }
+    }
+}
+
+/// The same through `serve`, which decodes the request's image itself: the tagged file's
+/// answer is the plain file's turned a quarter clockwise (EXIF 6), pixel for pixel.
+#[test]
+fn serve_restores_a_turned_jpeg_in_the_orientation_it_was_stored_in() {
+    let plain = std::fs::read(fixture("q10-420.jpg")).unwrap();
+    let header = serde_json::json!({"vml":1,"task":{"kind":"jpeg"},
+                                    "options":{"method":"classical","format":"png"}});
+    let stream: Vec<u8> = [plain.clone(), with_exif_orientation(&plain, 6)]
+        .iter()
+        .flat_map(|b| cli_common::request(&header, b, None))
+        .collect();
+    let r = cli_common::run(&["serve"], &stream);
+    assert_eq!(r.code, 0, "{}", r.context());
+    let (h, upright, rest) = cli_common::split_response(&r.stdout);
+    assert_eq!(h["ok"], true, "{h}");
+    let (h, turned, rest) = cli_common::split_response(&rest);
+    assert_eq!(h["ok"], true, "{h}");
+    assert!(rest.is_empty());
+    let (upright, turned) = (cli_common::decode(&upright), cli_common::decode(&turned));
+    assert_eq!(turned.to_rgb8().dimensions(), (75, 100));
+    assert!(turned.to_rgb8() == upright.rotate90().to_rgb8());
 }

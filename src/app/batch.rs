@@ -622,6 +622,7 @@ impl Shared<'_> {
             });
             let (decoded, mask) =
                 std::panic::catch_unwind(work).map_err(pipeline::panic_error)??;
+            s.input_orientation = decoded.orientation;
             let format = item
                 .options
                 .format

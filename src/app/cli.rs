@@ -509,6 +509,7 @@ impl SolveArgs {
             seed: self.seed,
             sigma_y: self.sigma_y,
             jpeg_tables: None,
+            input_orientation: io::Orientation::NoTransforms,
             tile: self.tile,
             max_memory: self.max_memory.unwrap_or(pipeline::DEFAULT_MAX_MEMORY),
             solver: SolverOptions {
@@ -742,6 +743,7 @@ fn run_restore(args: &RestoreArgs, common: &CommonArgs, limits: &Limits) -> Resu
     let format = format.unwrap_or(decoded.format);
     let mut settings = args.solve.settings();
     settings.jpeg_tables = pipeline::jpeg_tables(&task, &bytes)?;
+    settings.input_orientation = decoded.orientation;
     let mut models = ModelCache::default();
     let outcome = pipeline::restore(
         &task,

@@ -302,6 +302,7 @@ fn prepare(
     };
     let mut settings = settings_for(&req, defaults)?;
     settings.jpeg_tables = pipeline::jpeg_tables(&req.task, image)?;
+    settings.input_orientation = decoded.orientation;
     let format = req.options.format.unwrap_or(decoded.format);
     Ok(Prepared {
         req,

@@ -8,6 +8,7 @@
 //! can put it back untouched.
 
 use crate::error::{Error, Result};
+pub use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader};
 use std::io::{Cursor, Read, Write};
 use std::path::Path;
@@ -253,6 +254,22 @@ pub struct Picture {
 }
 
 impl Picture {
+    /// The picture turned by the EXIF orientation `o`, as [`decode`] turns a file's stored
+    /// pixels upright (`DynamicImage::apply_orientation`); [`inverse`] turns it back.
+    pub fn oriented(&self, o: Orientation) -> Picture {
+        let (w, h) = (self.width as usize, self.height as usize);
+        let turn = |plane: &[f32]| orient_plane(plane, w, h, o).0;
+        let (ow, oh) = oriented_size(w, h, o);
+        Picture {
+            width: ow as u32,
+            height: oh as u32,
+            channels: self.channels,
+            color: self.color.chunks(w * h).flat_map(turn).collect(),
+            alpha: self.alpha.as_deref().map(turn),
+            sixteen_bit: self.sixteen_bit,
+        }
+    }
+
     pub fn pixels(&self) -> usize {
         self.width as usize * self.height as usize
     }
@@ -381,12 +398,78 @@ impl Picture {
     }
 }
 
+/// The orientation that undoes `o`: the quarter turns swap, flips and half turns undo
+/// themselves (so do the two turn-and-flips, which are reflections).
+pub fn inverse(o: Orientation) -> Orientation {
+    match o {
+        Orientation::Rotate90 => Orientation::Rotate270,
+        Orientation::Rotate270 => Orientation::Rotate90,
+        o => o,
+    }
+}
+
+/// Whether `o` swaps width and height.
+fn transposes(o: Orientation) -> bool {
+    matches!(
+        o,
+        Orientation::Rotate90
+            | Orientation::Rotate270
+            | Orientation::Rotate90FlipH
+            | Orientation::Rotate270FlipH
+    )
+}
+
+fn oriented_size(w: usize, h: usize, o: Orientation) -> (usize, usize) {
+    if transposes(o) {
+        (h, w)
+    } else {
+        (w, h)
+    }
+}
+
+/// One row-major `w × h` plane turned by `o`, and its new `(width, height)`. Each output
+/// pixel reads the stored pixel that the turn brings there.
+pub fn orient_plane<T: Copy>(
+    plane: &[T],
+    w: usize,
+    h: usize,
+    o: Orientation,
+) -> (Vec<T>, usize, usize) {
+    debug_assert_eq!(plane.len(), w * h);
+    let (ow, oh) = oriented_size(w, h, o);
+    let source = |x: usize, y: usize| -> (usize, usize) {
+        match o {
+            Orientation::NoTransforms => (x, y),
+            Orientation::FlipHorizontal => (w - 1 - x, y),
+            Orientation::FlipVertical => (x, h - 1 - y),
+            Orientation::Rotate180 => (w - 1 - x, h - 1 - y),
+            // A clockwise quarter turn brings the stored left column to the top row.
+            Orientation::Rotate90 => (y, h - 1 - x),
+            Orientation::Rotate270 => (w - 1 - y, x),
+            Orientation::Rotate90FlipH => (y, x),
+            Orientation::Rotate270FlipH => (w - 1 - y, h - 1 - x),
+        }
+    };
+    let mut out = Vec::with_capacity(plane.len());
+    for y in 0..oh {
+        for x in 0..ow {
+            let (sx, sy) = source(x, y);
+            out.push(plane[sy * w + sx]);
+        }
+    }
+    (out, ow, oh)
+}
+
 /// A decoded input, the format it came in and the metadata worth carrying to the output.
 #[derive(Clone, Debug)]
 pub struct Decoded {
     pub picture: Picture,
     pub format: Format,
     pub metadata: Metadata,
+    /// The EXIF orientation the pixels were turned upright by (`NoTransforms` when the file
+    /// has none). A JPEG was compressed before that turn, so its restoration needs it
+    /// (`pipeline::Settings::input_orientation`).
+    pub orientation: Orientation,
 }
 
 /// What a photo carries besides pixels and is written back to the output where its format
@@ -477,6 +560,7 @@ pub fn decode(bytes: &[u8], limits: &Limits, what: &str) -> Result<Decoded> {
             xmp,
             comment: read_comment(bytes, format),
         },
+        orientation,
     })
 }
 
@@ -831,6 +915,44 @@ mod tests {
             color,
             alpha,
             sixteen_bit,
+        }
+    }
+
+    const ORIENTATIONS: [Orientation; 8] = [
+        Orientation::NoTransforms,
+        Orientation::Rotate90,
+        Orientation::Rotate180,
+        Orientation::Rotate270,
+        Orientation::FlipHorizontal,
+        Orientation::FlipVertical,
+        Orientation::Rotate90FlipH,
+        Orientation::Rotate270FlipH,
+    ];
+
+    /// `Picture::oriented` turns pixels exactly as the image crate's `apply_orientation`
+    /// (which `decode` uses), alpha included, and `inverse` turns them back.
+    #[test]
+    fn orientations_match_the_decoder_and_invert() {
+        let p = picture(3, true, false);
+        let as_image = |p: &Picture| {
+            let (w, h) = (p.width, p.height);
+            let n = p.pixels();
+            image::Rgba32FImage::from_fn(w, h, |x, y| {
+                let i = (y * w + x) as usize;
+                image::Rgba([
+                    p.color[i],
+                    p.color[n + i],
+                    p.color[2 * n + i],
+                    p.alpha.as_ref().unwrap()[i],
+                ])
+            })
+        };
+        for o in ORIENTATIONS {
+            let mut want = DynamicImage::ImageRgba32F(as_image(&p));
+            want.apply_orientation(o);
+            let got = p.oriented(o);
+            assert_eq!(DynamicImage::ImageRgba32F(as_image(&got)), want, "{o:?}");
+            assert_eq!(got.oriented(inverse(o)), p, "{o:?}");
         }
     }
 

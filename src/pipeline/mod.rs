@@ -4,6 +4,7 @@
 //! replaces the input (feathered) for tasks other than inpainting, and overlapping tiles
 //! blended with a linear ramp (a partition of unity over the overlaps) for large images.
 
+mod frame;
 pub mod progress;
 pub mod signals;
 mod tiles;
@@ -47,6 +48,10 @@ pub struct Settings {
     pub sigma_y: SigmaY,
     /// The input file's JPEG tables, for `jpeg` without a quality ([`jpeg_tables`]).
     pub jpeg_tables: Option<crate::jpeg::Tables>,
+    /// The EXIF orientation the input was turned upright by (`io::Decoded::orientation`).
+    /// A JPEG was compressed as stored, so a `jpeg` task is solved in that orientation and
+    /// the result turned upright; other tasks ignore it.
+    pub input_orientation: crate::io::Orientation,
     /// `None`: whole image when the memory estimate fits `max_memory`, tiles otherwise;
     /// `Some(0)`: never tile; `Some(n)`: tiles of `n` output pixels.
     pub tile: Option<u32>,
@@ -65,6 +70,7 @@ impl Default for Settings {
             seed: 0,
             sigma_y: SigmaY::default(),
             jpeg_tables: None,
+            input_orientation: crate::io::Orientation::NoTransforms,
             tile: None,
             max_memory: DEFAULT_MAX_MEMORY,
             solver: SolverOptions::default(),
@@ -171,6 +177,24 @@ pub fn restore(
     models: &mut ModelCache,
     progress: ProgressFn,
 ) -> Result<Outcome> {
+    if let Some(o) = frame::stored_orientation(task, settings) {
+        let (task, image, mask) = frame::to_stored(task, image, mask, o)?;
+        let settings = Settings {
+            input_orientation: crate::io::Orientation::NoTransforms,
+            ..settings.clone()
+        };
+        let mut outcome = restore(
+            &task,
+            &image,
+            mask.as_ref(),
+            &settings,
+            limits,
+            models,
+            progress,
+        )?;
+        outcome.picture = outcome.picture.oriented(o);
+        return Ok(outcome);
+    }
     let started = std::time::Instant::now();
     task.validate()?;
     solvers::check_method_for(settings.method, task)?;
@@ -556,6 +580,8 @@ impl Item<'_> {
         self.mask.is_none()
             && other.mask.is_none()
             && self.settings.method.batches()
+            // `restore` turns such a picture into its stored orientation first.
+            && frame::stored_orientation(self.task, self.settings).is_none()
             && self.task == other.task
             && (self.image.width, self.image.height) == (other.image.width, other.image.height)
             && but_seed(self.settings) == but_seed(other.settings)

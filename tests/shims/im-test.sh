@@ -43,6 +43,11 @@ $IM -size 64x48 xc:black -fill white -draw "rectangle 20,16 35,27" holes.gif
 $IM photo.jpg -alpha set -channel A -fx "i<32 ? 1 : 0.5" +channel rgba.png
 $IM -size 64x48 plasma:green-purple -seed 6 -depth 16 deep.tif
 $IM photo.jpg -orient RightTop rotated.tif
+# A JPEG as a phone stores it: ImageMagick 6 writes no orientation into a JPEG without an
+# EXIF block, so the camera's APP1 block (IFD0 with Orientation = 6, "rotate 90 degrees")
+# goes in by hand, right after the start of image.
+{ printf '\xff\xd8\xff\xe1\x00\x22Exif\x00\x00II*\x00\x08\x00\x00\x00\x01\x00\x12\x01\x03\x00\x01\x00\x00\x00\x06\x00\x00\x00\x00\x00\x00\x00'
+  tail -c +3 photo.jpg; } > rotated.jpg
 
 size_is() { [[ $($IM "$1" -format "%wx%h" info:) == "$2" ]]; }
 format_is() { [[ $($IM "$1" -format "%m" info:) == "$2" ]]; }
@@ -105,6 +110,7 @@ check "IM6: alpha channel survives" bash -c "'$VM' rgba.png -sr 2 ${M[*]} rgba-o
 # -jpeg auto hands the JPEG itself to vml-filter (which refuses anything else with exit 2, so
 # exit 0 shows the file went through with its tables); -jpeg Q composes with a task.
 check "IM6: -jpeg auto on a JPEG (64x48)" bash -c "'$VM' photo.jpg -jpeg auto ${M[*]} jq.png && [[ \$($IM jq.png -format '%wx%h' info:) == 64x48 ]]"
+check "IM6: -jpeg auto on a JPEG stored rotated (EXIF 6) -> upright 48x64" bash -c "[[ \$($IM rotated.jpg -format '%[orientation]' info:) == RightTop ]] && '$VM' rotated.jpg -jpeg auto ${M[*]} jrot.png && [[ \$($IM jrot.png -format '%wx%h' info:) == 48x64 ]]"
 check "IM6: -sr 2 -jpeg 30 -> 128x96" bash -c "'$VM' photo.jpg -sr 2 -jpeg 30 ${M[*]} jsr.png && [[ \$($IM jsr.png -format '%wx%h' info:) == 128x96 ]]"
 "$VM" holed.png -jpeg auto "${M[@]}" jbad.png 2>err.txt
 st=$?
