@@ -848,3 +848,41 @@ fn denoise_degrade_adds_task_noise() {
     .unwrap();
     assert_eq!(operators::measurement_sigma(sr.as_ref(), 0.03), 0.03);
 }
+
+/// The widest gap of a mask (chessboard distance from an unknown pixel to the nearest known
+/// one) and with it whether the data fit suits every level: a 64² box in a 128² image is 32
+/// from its edge (last level only), a 32² box 16, one missing pixel 1, 70 % missing at
+/// random a few pixels at most (every level); blurs and SR have no gap and fit every level.
+#[test]
+fn a_wide_hole_asks_for_the_data_fit_on_the_last_level_only() {
+    use vml::operators::inpaint::{box_mask, random_mask, Inpaint, NARROW_GAP};
+    let shape = [3, 128, 128];
+    let wide = Inpaint::new(shape, &box_mask(128, 128, 64).unwrap()).unwrap();
+    assert_eq!(wide.widest_gap(), 32);
+    assert!(!wide.fits_every_level());
+    let small = Inpaint::new(shape, &box_mask(128, 128, 32).unwrap()).unwrap();
+    assert_eq!(small.widest_gap(), 16);
+    assert!(small.widest_gap() <= NARROW_GAP && small.fits_every_level());
+    let one = Tensor::zeros([128, 128], (Kind::Float, Device::Cpu));
+    let _ = one.narrow(0, 40, 1).narrow(1, 7, 1).fill_(1.0);
+    assert_eq!(Inpaint::new(shape, &one).unwrap().widest_gap(), 1);
+    let random = Inpaint::new(shape, &random_mask(128, 128, 0.7, 0).unwrap()).unwrap();
+    assert!(
+        (1..=4).contains(&random.widest_gap()) && random.fits_every_level(),
+        "{}",
+        random.widest_gap()
+    );
+    let all = Tensor::ones([128, 128], (Kind::Float, Device::Cpu));
+    assert_eq!(Inpaint::new(shape, &all).unwrap().widest_gap(), i64::MAX);
+    for task in [
+        Task::Sr {
+            scale: 4,
+            downsample: SrKind::Avgpool,
+        },
+        Task::Deblur(Blur::Gaussian { sigma: 3.0 }),
+    ] {
+        assert!(operators::build(&task, shape, None)
+            .unwrap()
+            .fits_every_level());
+    }
+}

@@ -90,7 +90,9 @@ pub struct VmlMap {
     pub sigma_max: Option<f64>,
     pub rho: f64,
     pub clip_denoised: bool,
-    pub data_fit: DataFit,
+    /// `None`: [`Self::DEFAULT_DATA_FIT`], or the last level only where the operator says
+    /// a fit on every level does not suit it (`Operator::fits_every_level`: wide holes).
+    pub data_fit: Option<DataFit>,
 }
 
 impl VmlMap {
@@ -152,7 +154,7 @@ impl VmlMap {
             sigma_max: opts.sigma_max,
             rho: opts.rho.unwrap_or(Self::DEFAULT_RHO),
             clip_denoised: opts.clip_denoised.unwrap_or(Self::DEFAULT_CLIP_DENOISED),
-            data_fit: opts.data_fit.unwrap_or(Self::DEFAULT_DATA_FIT),
+            data_fit: opts.data_fit,
         };
         if s.steps == 0 || s.iters == 0 {
             return Err(Error::Usage("vml-map needs steps ≥ 1 and iters ≥ 1".into()));
@@ -270,6 +272,11 @@ impl Solver for VmlMap {
             None => None,
         };
 
+        let data_fit = self.data_fit.unwrap_or(if op.fits_every_level() {
+            Self::DEFAULT_DATA_FIT
+        } else {
+            DataFit::Last
+        });
         let mut count = Counter::default();
         let sigma1 = sigmas[0];
         let mut x = noise.normal(&size, opts) * sigma1;
@@ -326,7 +333,7 @@ impl Solver for VmlMap {
             }
             count.forwards += 1;
             let last = i + 1 == sigmas.len();
-            let fit = match self.data_fit {
+            let fit = match data_fit {
                 DataFit::Off => false,
                 DataFit::Last => last,
                 DataFit::Every => true,
