@@ -408,6 +408,19 @@ pub fn inverse(o: Orientation) -> Orientation {
     }
 }
 
+/// The eight EXIF orientations, for tests that try each.
+#[cfg(test)]
+pub(crate) const ORIENTATIONS: [Orientation; 8] = [
+    Orientation::NoTransforms,
+    Orientation::Rotate90,
+    Orientation::Rotate180,
+    Orientation::Rotate270,
+    Orientation::FlipHorizontal,
+    Orientation::FlipVertical,
+    Orientation::Rotate90FlipH,
+    Orientation::Rotate270FlipH,
+];
+
 /// Whether `o` swaps width and height.
 fn transposes(o: Orientation) -> bool {
     matches!(
@@ -917,17 +930,6 @@ mod tests {
             sixteen_bit,
         }
     }
-
-    const ORIENTATIONS: [Orientation; 8] = [
-        Orientation::NoTransforms,
-        Orientation::Rotate90,
-        Orientation::Rotate180,
-        Orientation::Rotate270,
-        Orientation::FlipHorizontal,
-        Orientation::FlipVertical,
-        Orientation::Rotate90FlipH,
-        Orientation::Rotate270FlipH,
-    ];
 
     /// `Picture::oriented` turns pixels exactly as the image crate's `apply_orientation`
     /// (which `decode` uses), alpha included, and `inverse` turns them back.

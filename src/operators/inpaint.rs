@@ -26,9 +26,10 @@ pub struct Inpaint {
 
 /// Holes whose pixels lie at most this far from a known pixel count as narrow (scratches,
 /// missing dots, a random share of pixels, a 32² box). On the validation photos (128²,
-/// σ_y = 0.01, 20 × 1) the fit on every level gained 0.3 dB over the last level only on 70 %
-/// random pixels and 0.8 dB on a 32² box (gap 16), and lost 3.5 dB on a 64² box (gap 32);
-/// docs/algorithm.md, "Data fit". See [`Operator::fits_every_level`].
+/// σ_y = 0.01, 20 × 1) the fit on every level beat the last level only by 0.6 dB on 70 %
+/// random pixels and 1.0 dB on a 32² box (gap 16), and lost to it by 1.7 dB on a 48² box
+/// (gap 24) and 2.8 dB on a 64² box (gap 32); docs/algorithm.md, "Data fit". See
+/// [`Operator::fits_every_level`].
 pub const NARROW_GAP: i64 = 16;
 
 /// The largest chessboard distance from a pixel with `keep == 0` to one with `keep == 1` in

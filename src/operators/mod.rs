@@ -117,7 +117,7 @@ pub trait Operator: Send + Sync {
     /// Whether the data fit suits every level's x̂0, as VML-MAP applies it by default
     /// (`DataFit::Every`), or only the last one's. A wide hole is the exception: fitted early,
     /// its surroundings come back sharp while the hole is still the smooth guess of a large
-    /// σ, and the later levels keep it smooth (box 64² in 128²: 3.5 dB below the fit on the
+    /// σ, and the later levels keep it smooth (box 64² in 128²: 2.8 dB below the fit on the
     /// last level only; docs/algorithm.md, "Data fit").
     fn fits_every_level(&self) -> bool {
         true

@@ -116,18 +116,9 @@ fn stored_blur(blur: &Blur, back: Orientation) -> Result<Blur> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::operators::{self, Operator as _};
+    use crate::io::ORIENTATIONS;
+    use crate::operators;
     use tch::{Kind, Tensor};
-
-    const ORIENTATIONS: [Orientation; 7] = [
-        Orientation::Rotate90,
-        Orientation::Rotate180,
-        Orientation::Rotate270,
-        Orientation::FlipHorizontal,
-        Orientation::FlipVertical,
-        Orientation::Rotate90FlipH,
-        Orientation::Rotate270FlipH,
-    ];
 
     /// `(1, 3, h, w)` tensor of a picture's colour planes, and back.
     fn tensor(p: &Picture) -> Tensor {

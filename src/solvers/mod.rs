@@ -272,7 +272,8 @@ pub struct SolverOptions {
     pub lr_min_ratio: Option<f64>,
     /// VML-MAP: the levels whose x̂0 takes the proximal step of the data term, with the
     /// trust τ in x̂0 that its residual implies (operators with an SVD; docs/algorithm.md,
-    /// "Data fit"). Default every.
+    /// "Data fit"). Default every, or last for an inpainting hole wider than 16 pixels
+    /// from its edge (`Operator::fits_every_level`).
     pub data_fit: Option<DataFit>,
 }
 
