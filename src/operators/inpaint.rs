@@ -41,35 +41,27 @@ fn widest_gap(keep: &[f64], h: usize, w: usize) -> i64 {
         .iter()
         .map(|&k| if k == 1.0 { 0 } else { far })
         .collect();
-    let at = |y: usize, x: usize| y * w + x;
-    for y in 0..h {
-        for x in 0..w {
-            let mut v = d[at(y, x)];
-            if x > 0 {
-                v = v.min(d[at(y, x - 1)] + 1);
-            }
-            if y > 0 {
-                for nx in x.saturating_sub(1)..(x + 2).min(w) {
-                    v = v.min(d[at(y - 1, nx)] + 1);
+    // The pass down and right, then the same pass over the reversed plane, which is the
+    // pass up and left (reversing a row-major plane turns it half round).
+    let pass = |d: &mut [i64]| {
+        for y in 0..h {
+            for x in 0..w {
+                let mut v = d[y * w + x];
+                if x > 0 {
+                    v = v.min(d[y * w + x - 1] + 1);
                 }
-            }
-            d[at(y, x)] = v;
-        }
-    }
-    for y in (0..h).rev() {
-        for x in (0..w).rev() {
-            let mut v = d[at(y, x)];
-            if x + 1 < w {
-                v = v.min(d[at(y, x + 1)] + 1);
-            }
-            if y + 1 < h {
-                for nx in x.saturating_sub(1)..(x + 2).min(w) {
-                    v = v.min(d[at(y + 1, nx)] + 1);
+                if y > 0 {
+                    for nx in x.saturating_sub(1)..(x + 2).min(w) {
+                        v = v.min(d[(y - 1) * w + nx] + 1);
+                    }
                 }
+                d[y * w + x] = v;
             }
-            d[at(y, x)] = v;
         }
-    }
+    };
+    pass(&mut d);
+    d.reverse();
+    pass(&mut d);
     match d.into_iter().max() {
         Some(m) if m < far => m,
         _ => i64::MAX,

@@ -23,6 +23,7 @@ pub(super) fn stored_orientation(task: &Task, settings: &Settings) -> Option<Ori
 }
 
 /// The task, picture and mask of an input turned upright by `o`, in the stored orientation.
+/// `task` has passed `Task::validate` (a custom kernel has `width × height` weights).
 pub(super) fn to_stored(
     task: &Task,
     image: &Picture,
@@ -89,14 +90,6 @@ fn stored_blur(blur: &Blur, back: Orientation) -> Result<Blur> {
             weights,
         } => (weights.clone(), *height as usize, *width as usize),
     };
-    if weights.len() != width * height {
-        // Task::validate refuses this first; stay total rather than index out of bounds.
-        return Err(Error::Usage(format!(
-            "a {width}×{height} kernel needs {} weights, got {}",
-            width * height,
-            weights.len()
-        )));
-    }
     // The centre tap of an even side is the later middle one (operators::circular); a zero
     // row or column after it makes the side odd with the same centre, so that the turn
     // keeps it at the centre.

@@ -177,6 +177,7 @@ pub fn restore(
     models: &mut ModelCache,
     progress: ProgressFn,
 ) -> Result<Outcome> {
+    task.validate()?;
     if let Some(o) = frame::stored_orientation(task, settings) {
         let (task, image, mask) = frame::to_stored(task, image, mask, o)?;
         let settings = Settings {
@@ -196,7 +197,6 @@ pub fn restore(
         return Ok(outcome);
     }
     let started = std::time::Instant::now();
-    task.validate()?;
     solvers::check_method_for(settings.method, task)?;
     if let Some(v) = settings.sigma_y.invalid() {
         return Err(Error::Usage(format!(
