@@ -887,24 +887,50 @@ fn a_turned_jpeg_is_restored_in_the_orientation_it_was_stored_in() {
 }
 
 /// The same through `serve`, which decodes the request's image itself: the tagged file's
-/// answer is the plain file's turned a quarter clockwise (EXIF 6), pixel for pixel.
+/// answer is the plain file's turned a quarter clockwise (EXIF 6), pixel for pixel. A
+/// client that decoded and turned the file itself (GIMP) sends the upright pixels, the
+/// file's tables and `orientation`, and gets the same answer; an orientation outside 1–8
+/// is refused.
 #[test]
 fn serve_restores_a_turned_jpeg_in_the_orientation_it_was_stored_in() {
     let plain = std::fs::read(fixture("q10-420.jpg")).unwrap();
     let header = serde_json::json!({"vml":1,"task":{"kind":"jpeg"},
                                     "options":{"method":"classical","format":"png"}});
-    let stream: Vec<u8> = [plain.clone(), with_exif_orientation(&plain, 6)]
+    let t = read_tables(&plain).unwrap();
+    let (y, c) = (&t.components[0], &t.components[1]);
+    let tables =
+        serde_json::json!({"sampling": [y.h, y.v], "quant": [y.quant.to_vec(), c.quant.to_vec()]});
+    let client = |orientation: u8| {
+        serde_json::json!({"vml":1,"task":{"kind":"jpeg","tables":tables},
+                           "options":{"method":"classical","format":"png","orientation":orientation}})
+    };
+    let decoded_by_client = cli_common::png(&cli_common::decode(&plain).rotate90());
+    let mut stream: Vec<u8> = [plain.clone(), with_exif_orientation(&plain, 6)]
         .iter()
         .flat_map(|b| cli_common::request(&header, b, None))
         .collect();
+    stream.extend(cli_common::request(&client(6), &decoded_by_client, None));
+    stream.extend(cli_common::request(&client(9), &decoded_by_client, None));
     let r = cli_common::run(&["serve"], &stream);
     assert_eq!(r.code, 0, "{}", r.context());
     let (h, upright, rest) = cli_common::split_response(&r.stdout);
     assert_eq!(h["ok"], true, "{h}");
     let (h, turned, rest) = cli_common::split_response(&rest);
     assert_eq!(h["ok"], true, "{h}");
+    let (h, from_client, rest) = cli_common::split_response(&rest);
+    assert_eq!(h["ok"], true, "{h}");
+    let (h, _, rest) = cli_common::split_response(&rest);
+    assert_eq!(h["ok"], false, "{h}");
+    assert!(
+        h["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("orientation"),
+        "{h}"
+    );
     assert!(rest.is_empty());
     let (upright, turned) = (cli_common::decode(&upright), cli_common::decode(&turned));
     assert_eq!(turned.to_rgb8().dimensions(), (75, 100));
     assert!(turned.to_rgb8() == upright.rotate90().to_rgb8());
+    assert!(cli_common::decode(&from_client).to_rgb8() == turned.to_rgb8());
 }

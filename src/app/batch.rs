@@ -622,7 +622,8 @@ impl Shared<'_> {
             });
             let (decoded, mask) =
                 std::panic::catch_unwind(work).map_err(pipeline::panic_error)??;
-            s.input_orientation = decoded.orientation;
+            s.input_orientation =
+                crate::app::serve::input_orientation(&item.options, decoded.orientation)?;
             let format = item
                 .options
                 .format

@@ -18,7 +18,7 @@ use crate::model::Precision;
 use crate::operators::{self, inpaint};
 use crate::pipeline::signals;
 use crate::registry;
-use crate::solvers::{self, Control, Method, Problem, Progress, SolverOptions};
+use crate::solvers::{self, Control, Method, Problem, Progress, SigmaY, SolverOptions};
 use crate::task::{Blur, SrKind, Task};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -228,13 +228,15 @@ impl TaskSpec {
 /// A method with optional steps, iterations and settings: `vml-map:50x3`, `dps:1000`,
 /// `vml-map:20x3/sigma_max=10/init=noise` (any `SolverOptions` field), `classical`.
 /// `/sigma_y=auto` gives the method the σ_y estimated from the measurement
-/// (`--sigma-y auto`) instead of the true one.
+/// (`--sigma-y auto`) instead of the true one, `/sigma_y=0.02` that value (what a user who
+/// guesses wrong, or gives none, tells it).
 #[derive(Clone, Debug, PartialEq)]
 pub struct MethodSpec {
     pub label: String,
     pub method: Method,
     pub options: SolverOptions,
-    pub sigma_y_auto: bool,
+    /// The σ_y the method is told, where it is not the true one.
+    pub told_sigma_y: Option<SigmaY>,
 }
 
 impl MethodSpec {
@@ -265,7 +267,7 @@ impl MethodSpec {
                 fields.insert("iters".into(), k.into());
             }
         }
-        let mut sigma_y_auto = false;
+        let mut told_sigma_y = None;
         for setting in parts {
             let (k, v) = setting.split_once('=').ok_or_else(|| {
                 Error::Usage(format!(
@@ -274,12 +276,15 @@ impl MethodSpec {
             })?;
             let k = k.replace('-', "_");
             if k == "sigma_y" {
-                if v != "auto" {
+                let told: SigmaY = v
+                    .parse()
+                    .map_err(|e: String| Error::Usage(format!("bad sigma_y in '{spec}': {e}")))?;
+                if let Some(v) = told.invalid() {
                     return Err(Error::Usage(format!(
-                        "sigma_y in '{spec}' can only be auto (the true σ_y is --sigma-y)"
+                        "sigma_y in '{spec}' must be ≥ 0 or auto, got {v}"
                     )));
                 }
-                sigma_y_auto = true;
+                told_sigma_y = Some(told);
                 continue;
             }
             // Numbers and booleans as JSON, anything else (renoise=deterministic) as a string.
@@ -302,7 +307,7 @@ impl MethodSpec {
             label: spec.to_string(),
             method,
             options,
-            sigma_y_auto,
+            told_sigma_y,
         })
     }
 }
@@ -402,9 +407,8 @@ pub fn run(args: &BenchArgs, progress: bool) -> Result<()> {
                 // One estimate per measurement, shared by every `sigma_y=auto` spec.
                 let estimated = methods
                     .iter()
-                    .any(|m| m.sigma_y_auto)
-                    .then(|| with_estimated_sigma(&problem, &task.task, mask.as_ref()))
-                    .transpose()?;
+                    .any(|m| m.told_sigma_y == Some(SigmaY::Auto))
+                    .then(|| with_estimated_sigma(&problem, &task.task, mask.as_ref()));
                 if task.scores_measurement()
                     && !rows.iter().any(|r| r.key == key && r.method == DECODED)
                 {
@@ -417,8 +421,17 @@ pub fn run(args: &BenchArgs, progress: bool) -> Result<()> {
                     if rows.iter().any(|r| r.key == key && r.method == m.label) {
                         continue;
                     }
-                    let problem = match &estimated {
-                        Some(p) if m.sigma_y_auto => p,
+                    let told;
+                    let problem = match (m.told_sigma_y, &estimated) {
+                        (Some(SigmaY::Auto), Some(p)) => p,
+                        (Some(SigmaY::Value(v)), _) => {
+                            told = Problem {
+                                op: op.as_ref(),
+                                y: problem.y.shallow_clone(),
+                                sigma_y: operators::measurement_sigma(op.as_ref(), v),
+                            };
+                            &told
+                        }
                         _ => &problem,
                     };
                     match run_one(problem, &x, m, denoiser.as_ref(), args.seed, device)? {
@@ -527,13 +540,13 @@ fn with_estimated_sigma<'a>(
     problem: &Problem<'a>,
     task: &Task,
     mask: Option<&Tensor>,
-) -> Result<Problem<'a>> {
-    let s = crate::pipeline::estimate_noise(task, &problem.y, mask)?;
-    Ok(Problem {
+) -> Problem<'a> {
+    let s = crate::pipeline::estimate_noise(task, &problem.y, mask);
+    Problem {
         op: problem.op,
         y: problem.y.shallow_clone(),
         sigma_y: operators::measurement_sigma(problem.op, s),
-    })
+    }
 }
 
 /// The method label of the row that scores a decoded JPEG as it is.
@@ -710,8 +723,12 @@ mod tests {
         assert!(t.mask(64, 0).unwrap().is_some());
         assert!(TaskSpec::parse("jpeg:0").is_err());
         let m = MethodSpec::parse("vml-map:5x1/sigma_y=auto").unwrap();
-        assert!(m.sigma_y_auto && !MethodSpec::parse("vml-map").unwrap().sigma_y_auto);
-        assert!(MethodSpec::parse("vml-map/sigma_y=0.1").is_err());
+        assert_eq!(m.told_sigma_y, Some(SigmaY::Auto));
+        assert_eq!(MethodSpec::parse("vml-map").unwrap().told_sigma_y, None);
+        let m = MethodSpec::parse("vml-map/sigma_y=0").unwrap();
+        assert_eq!(m.told_sigma_y, Some(SigmaY::Value(0.0)));
+        assert!(MethodSpec::parse("vml-map/sigma_y=-0.1").is_err());
+        assert!(MethodSpec::parse("vml-map/sigma_y=much").is_err());
         assert!(TaskSpec::parse("jpeg:20:jpeg:30").is_err());
         let m = MethodSpec::parse("vml-map:20x2").unwrap();
         assert_eq!((m.options.steps, m.options.iters), (Some(20), Some(2)));

@@ -201,9 +201,10 @@ pub struct SolveArgs {
     /// Random seed; the same seed on the same device gives the same output.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub seed: u64,
-    /// Measurement noise σ_y of the input on the [-1, 1] scale, or `auto` to estimate it
-    /// from the input (patch PCA; the value used is logged and in the response's stats).
-    #[arg(long, value_name = "S|auto", default_value = "0")]
+    /// Measurement noise σ_y of the input on the [-1, 1] scale, or `auto` (the default) to
+    /// estimate it from the input (patch PCA; the value used is logged and in the
+    /// response's stats; 0 for an image under about 14×14). Give 0 for a noise-free input.
+    #[arg(long, value_name = "S|auto", default_value = "auto")]
     pub sigma_y: SigmaY,
     /// Tile side in output pixels (0 = never tile). Default: tile only when the memory
     /// estimate exceeds --max-memory.

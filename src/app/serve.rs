@@ -302,7 +302,7 @@ fn prepare(
     };
     let mut settings = settings_for(&req, defaults)?;
     settings.jpeg_tables = pipeline::jpeg_tables(&req.task, image)?;
-    settings.input_orientation = decoded.orientation;
+    settings.input_orientation = input_orientation(&req.options, decoded.orientation)?;
     let format = req.options.format.unwrap_or(decoded.format);
     Ok(Prepared {
         req,
@@ -333,6 +333,20 @@ fn respond(
 /// The command line's settings with the request's options laid over them.
 fn settings_for(req: &Request, defaults: &Settings) -> Result<Settings> {
     with_options(&req.options, defaults)
+}
+
+/// The orientation the picture was turned upright by: what the options say (a client
+/// that decoded a turned JPEG itself), else what the decoder did (`decoded`).
+pub fn input_orientation(
+    o: &protocol::Options,
+    decoded: io::Orientation,
+) -> Result<io::Orientation> {
+    match o.orientation {
+        None => Ok(decoded),
+        Some(v) => io::Orientation::from_exif(v).ok_or_else(|| {
+            Error::Usage(format!("orientation is an EXIF orientation 1–8, got {v}"))
+        }),
+    }
 }
 
 /// `defaults` with what `o` sets laid over them: a request's options, or a `batch`

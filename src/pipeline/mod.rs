@@ -413,7 +413,7 @@ impl<'a> Work<'a> {
         };
 
         let sigma_y = match settings.sigma_y {
-            SigmaY::Auto => estimate_noise(task, &x_in, mask_plane.as_ref())?,
+            SigmaY::Auto => estimate_noise(task, &x_in, mask_plane.as_ref()),
             SigmaY::Value(v) => v,
         };
         let tiles = plan.tiles();
@@ -937,17 +937,29 @@ pub fn jpeg_tables(task: &Task, bytes: &[u8]) -> Result<Option<crate::jpeg::Tabl
 }
 
 /// σ_y estimated from the measurement `x_in` (`operators::noise`), over the known pixels
-/// for inpainting; an input error when it is too small to tell.
-pub(crate) fn estimate_noise(task: &Task, x_in: &Tensor, mask: Option<&Tensor>) -> Result<f64> {
+/// for inpainting; 0 (the solvers still allow for the file's rounding) when there are too
+/// few pixels to tell, under about 14 × 14: `auto` is the default, and an icon must not
+/// fail for want of a noise estimate nobody asked for.
+///
+/// Denoising's measurement carries the task's own σ as well, and the estimate sees both:
+/// σ_y is what is left beyond it, since the solvers add the two in variance
+/// (`operators::measurement_sigma`). Taken whole, the task's σ would count twice (0.141
+/// for a photo with noise 0.1 alone).
+pub(crate) fn estimate_noise(task: &Task, x_in: &Tensor, mask: Option<&Tensor>) -> f64 {
     let keep = match (task.base(), mask) {
         (Task::Inpaint, Some(m)) => Some(1.0 - m),
         _ => None,
     };
-    let s = operators::noise::estimate_sigma(x_in, keep.as_ref()).ok_or_else(|| {
-        Error::Input("the image is too small to estimate its noise (sigma-y auto)".into())
-    })?;
-    log::info!("estimated σ_y = {s:.4}");
-    Ok(s)
+    let Some(total) = operators::noise::estimate_sigma(x_in, keep.as_ref()) else {
+        log::warn!("too few pixels to estimate the noise: σ_y = 0");
+        return 0.0;
+    };
+    let s = match task.base() {
+        Task::Denoise { sigma } => (total * total - sigma * sigma).max(0.0).sqrt(),
+        _ => total,
+    };
+    log::info!("estimated σ_y = {s:.4} (noise seen {total:.4})");
+    s
 }
 
 fn sr_scale(task: &Task) -> i64 {
@@ -1098,6 +1110,26 @@ fn resample_plane(a: &[f32], h: i64, w: i64, nh: i64, nw: i64) -> Vec<f32> {
 mod tests {
     use super::*;
     use crate::task::SrKind;
+
+    #[test]
+    fn the_noise_estimate_leaves_out_the_noise_a_denoising_task_names() {
+        // A smooth image with noise of σ 0.05 (sensor) and 0.1 (the task's) in variance.
+        let ramp = Tensor::linspace(-0.8, 0.8, 128, (Kind::Double, Device::Cpu));
+        let x = (ramp.view([1, 1, 1, 128]) * ramp.view([1, 1, 128, 1]).cos()).repeat([1, 3, 1, 1]);
+        let mut rng = crate::rng::SplitMix64::new(7);
+        let total = 0.05f64.hypot(0.1);
+        let y = &x + rng.normal(&[1, 3, 128, 128]) * total;
+        let seen = estimate_noise(&Task::Inpaint, &y, None);
+        assert!((seen / total - 1.0).abs() < 0.1, "seen {seen}");
+        let s = estimate_noise(&Task::Denoise { sigma: 0.1 }, &y, None);
+        assert!((s - 0.05).abs() < 0.015, "σ_y {s}");
+        // Noise below the task's own leaves none.
+        let y = &x + rng.normal(&[1, 3, 128, 128]) * 0.08;
+        assert_eq!(estimate_noise(&Task::Denoise { sigma: 0.1 }, &y, None), 0.0);
+        // Too small to tell: 0, not an error.
+        let tiny = y.narrow(2, 0, 8).narrow(3, 0, 8);
+        assert_eq!(estimate_noise(&Task::Inpaint, &tiny, None), 0.0);
+    }
 
     /// `x̂ = H⁺ y`: enough to check what the pipeline does around a solver.
     struct Pinv;

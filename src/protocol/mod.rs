@@ -57,8 +57,15 @@ pub struct Options {
     pub precision: Option<Precision>,
     /// Seed of all the noise a method draws, as `--seed`.
     pub seed: Option<u64>,
-    /// Measurement noise σ_y on the [-1, 1] scale or `"auto"`, as `--sigma-y`.
+    /// Measurement noise σ_y on the [-1, 1] scale or `"auto"`, as `--sigma-y`; absent =
+    /// `"auto"`. Give 0 for a noise-free input.
     pub sigma_y: Option<SigmaY>,
+    /// The EXIF orientation (1–8) the client turned the image upright by before sending
+    /// it: a JPEG stored turned, decoded by the client (GIMP turns such files on import).
+    /// A `jpeg` task is solved in the orientation the file was compressed in, and the
+    /// answer comes back upright like the image sent. Absent: the payload's own EXIF tag.
+    #[schemars(range(min = 1, max = 8))]
+    pub orientation: Option<u8>,
     /// Tile size in output pixels; 0 = never tile.
     pub tile: Option<u32>,
     /// Memory budget, a number of bytes or a string like `"8G"`.
@@ -327,6 +334,9 @@ fn check_numbers(req: &Request) -> std::result::Result<(), String> {
     }
     if req.image.bytes == 0 {
         return Err("image.bytes is 0: there is no image".into());
+    }
+    if let Some(o) = req.options.orientation.filter(|o| !(1..=8).contains(o)) {
+        return Err(format!("orientation is an EXIF orientation 1–8, got {o}"));
     }
     Ok(())
 }

@@ -54,6 +54,22 @@ export VML_TEST_SEL=40,24,24,16
 $IM -size 96x64 plasma:red-blue -seed 3 -blur 0x1 -fill white -draw "rectangle 44,28 59,35" \
     -type TrueColor -depth 8 "PNG24:$out/in.png"
 
+# A JPEG as a phone stores it: the rows of a 96x64 picture with EXIF orientation 6 (shown
+# turned a quarter clockwise, 64x96). The APP1 block goes in by hand, as in im-test.sh.
+$IM "$out/in.png" -quality 30 -sampling-factor 2x2 "$out/turned-plain.jpg"
+{ printf '\xff\xd8\xff\xe1\x00\x22Exif\x00\x00II*\x00\x08\x00\x00\x00\x01\x00\x12\x01\x03\x00\x01\x00\x00\x00\x06\x00\x00\x00\x00\x00\x00\x00'
+  tail -c +3 "$out/turned-plain.jpg"; } >"$out/turned.jpg"
+# vml-filter behind a wrapper that logs each request header the plug-in sends.
+cat >"$out/logging-filter.sh" <<EOS
+#!/bin/bash
+IFS= read -r header
+printf '%s\n' "\$header" >>"$out/headers.log"
+{ printf '%s\n' "\$header"; exec cat; } | exec "$bin" "\$@"
+EOS
+chmod +x "$out/logging-filter.sh"
+export VML_TEST_TURNED=$out/turned.jpg VML_TEST_LOGGING_FILTER=$out/logging-filter.sh \
+    VML_TEST_PLUGIN=$repo/plugin/gimp/vml-restore/vml-restore.py
+
 # Inside the root: install the plug-in as a user would, check that the binary runs there (its
 # libraries come from the bind-mounted venv), then run GIMP headless on the batch script.
 cat >"$out/run.sh" <<EOS
@@ -216,6 +232,15 @@ check "16-bit RGBA: result has the original's mean and spread" stats_close deep_
     $(r jpeg_no_file given status) == success && $(r jpeg_no_file given layers 0 0) == jpeg ]] &&
     pass "jpeg: a PNG image needs a quality (refused without one, restored with one)" ||
     fail "jpeg: a PNG image needs a quality (refused without one, restored with one)" "$(r jpeg_no_file)"
+[[ $(r jpeg_turned turned) == 6 && $(r jpeg_turned kept) == 1 && $(r jpeg_turned script) == 1 ]] &&
+    pass "jpeg: a phone JPEG (EXIF 6): orientation 6 when GIMP turned it on import, none when kept as stored or loaded by a script" ||
+    { fail "jpeg: a phone JPEG (EXIF 6): orientation 6 when GIMP turned it on import, none when kept as stored or loaded by a script" \
+        "$(r jpeg_turned)"; show_case jpeg_turned; }
+[[ $(r jpeg_turned call status) == success && $(r jpeg_turned call width) == 96 &&
+    -s $out/headers.log && $(cat "$out/headers.log") != *orientation* ]] &&
+    pass "jpeg: the procedure on that JPEG as a script loaded it: restored, no orientation in the request" ||
+    fail "jpeg: the procedure on that JPEG as a script loaded it: restored, no orientation in the request" \
+        "$(r jpeg_turned call) headers: $(cat "$out/headers.log" 2>/dev/null)"
 [[ $(r estimate_noise status) == success && $(r estimate_noise width) == 192 ]] &&
     pass "estimate noise: sr2 with sigma_y auto works" ||
     { fail "estimate noise: sr2 with sigma_y auto works" "$(r estimate_noise status)"; show_case estimate_noise; }

@@ -237,6 +237,67 @@ def jpeg_needs_a_file_or_quality():
     return {'refused': refused, 'given': given}
 
 
+def imported_as_gimp_does(path, turn):
+    """`path` loaded, then what GIMP's import does beyond a script's file_load
+    (app/core/gimpimage-rotate.c, gimp_image_import_rotation_metadata): turned upright
+    when `turn` (the user's or the preference's choice), and the metadata's orientation
+    set to 1 either way."""
+    img = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(path))
+    if turn:  # EXIF 6: a quarter turn clockwise
+        img.rotate(Gimp.RotationType.DEGREES90)
+    xml = img.get_metadata().serialize().replace(
+        '<tag name="Exif.Image.Orientation">6</tag>', '<tag name="Exif.Image.Orientation">1</tag>')
+    img.set_metadata(Gimp.Metadata.deserialize(xml))
+    return img
+
+
+class Opened:
+    """A GIMP image as a user's File > Open leaves it, with the file it was imported from:
+    the one thing a script's load does not record (and cannot set: set_file takes XCF)."""
+
+    def __init__(self, img, path):
+        self.img, self.path = img, path
+
+    def get_imported_file(self):
+        return Gio.File.new_for_path(self.path)
+
+    def __getattr__(self, name):
+        return getattr(self.img, name)
+
+
+def plugin_functions():
+    """The plug-in's functions, loaded without registering it (as find_filter_check.py)."""
+    path = os.environ['VML_TEST_PLUGIN']
+    source = open(path, encoding='utf-8').read().replace(
+        'Gimp.main(VmlRestore.__gtype__, sys.argv)', '')
+    env = {'__file__': path, '__name__': 'vml_restore'}
+    exec(compile(source, path, 'exec'), env)
+    return env
+
+
+def jpeg_turned():
+    # A phone's JPEG, stored sideways with EXIF orientation 6. The plug-in must tell
+    # vml-filter the orientation when GIMP turned the image upright, and not when it kept
+    # the stored rows: its decision on real GIMP images and metadata.
+    path = os.environ['VML_TEST_TURNED']
+    turned_on_import = plugin_functions()['turned_on_import']
+    r = {}
+    for name, turn in (('turned', True), ('kept', False)):
+        img = imported_as_gimp_does(path, turn)
+        r[name] = turned_on_import(Opened(img, path))
+        img.delete()
+    # A script's own load skips the import step: the file's tag stays in the metadata and
+    # the rows as stored. The procedure sends no orientation (logged by the wrapper).
+    img = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(path))
+    r['script'] = turned_on_import(Opened(img, path))
+    status, msg = call(img, img.get_layers()[0], task='jpeg', jpeg_quality=0,
+                       method=METHOD, vml_filter=os.environ['VML_TEST_LOGGING_FILTER'])
+    r['call'] = {'status': status, 'message': msg}
+    r['call'].update(describe(img))
+    img.delete()
+    return r
+
+
 def estimate_noise():
     return whole_layer(task='sr2', method=METHOD, estimate_noise=True)
 
@@ -246,7 +307,8 @@ for name, fn in [('registration', registration), ('inpaint', inpaint), ('sr2', s
                  ('inpaint_no_selection', inpaint_without_selection),
                  ('missing_binary', missing_binary), ('binary_error', binary_error),
                  ('gray_sr', gray_sr), ('deep_alpha_sr', deep_alpha_sr), ('jpeg_file', jpeg_from_file),
-                 ('jpeg_no_file', jpeg_needs_a_file_or_quality), ('estimate_noise', estimate_noise),
+                 ('jpeg_no_file', jpeg_needs_a_file_or_quality), ('jpeg_turned', jpeg_turned),
+                 ('estimate_noise', estimate_noise),
                  ('cancel', cancel)]:
     only = os.environ.get('VML_TEST_ONLY')
     if only and name not in only.split(','):

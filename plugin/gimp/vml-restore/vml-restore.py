@@ -14,6 +14,7 @@ import array
 import atexit
 import json
 import os
+import re
 import shutil
 import signal
 import struct
@@ -203,18 +204,8 @@ def jpeg_file_tables(path):
     them again; this only has to read them, and refuses what it cannot read."""
     with open(path, 'rb') as f:
         data = f.read()
-    if data[:2] != b'\xff\xd8':
-        raise RestoreError('%s is not a JPEG file' % path)
-    tables, components, i = {}, None, 2
-    while i + 4 <= len(data):
-        if data[i] != 0xFF:
-            raise RestoreError('%s: malformed JPEG marker structure' % path)
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        length = int.from_bytes(data[i + 2:i + 4], 'big')
-        body = data[i + 4:i + 2 + length]
+    tables, components = {}, None
+    for marker, body in jpeg_markers(data, path):
         if marker == 0xDB:  # DQT: tables of 64 steps, 8- or 16-bit
             j = 0
             while j < len(body):
@@ -234,15 +225,93 @@ def jpeg_file_tables(path):
                           for c in range(count)]
         elif 0xC3 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
             raise RestoreError('%s: this kind of JPEG (SOF%d) is not modelled' % (path, marker - 0xC0))
-        elif marker == 0xDA:  # first scan: every table it uses is known
-            break
-        i += 2 + length
     if not components or any(tq not in tables for _, _, tq in components):
         raise RestoreError('%s: no usable JPEG tables found' % path)
     (h, v, _), rest = components[0], components[1:]
     if any((ch, cv) != (1, 1) for ch, cv, _ in rest):
         raise RestoreError('%s: unusual chroma sampling, not modelled' % path)
     return {'sampling': [h, v], 'quant': [tables[tq] for _, _, tq in components]}
+
+
+def jpeg_markers(data, path):
+    """(marker, body) of each segment of the JPEG file `path` (read as `data`) before its
+    first scan."""
+    if data[:2] != b'\xff\xd8':
+        raise RestoreError('%s is not a JPEG file' % path)
+    i = 2
+    while i + 4 <= len(data):
+        if data[i] != 0xFF:
+            raise RestoreError('%s: malformed JPEG marker structure' % path)
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker == 0xDA:
+            return
+        length = int.from_bytes(data[i + 2:i + 4], 'big')
+        yield marker, data[i + 4:i + 2 + length]
+        i += 2 + length
+
+
+def jpeg_file_layout(path):
+    """(EXIF orientation 1-8, stored width, stored height) of a JPEG file; orientation 1
+    when it has no readable tag, sizes None without a frame header."""
+    with open(path, 'rb') as f:
+        data = f.read()
+    orientation, size = 1, (None, None)
+    for marker, body in jpeg_markers(data, path):
+        if marker in (0xC0, 0xC1, 0xC2) and len(body) >= 5:
+            size = (int.from_bytes(body[3:5], 'big'), int.from_bytes(body[1:3], 'big'))
+        elif marker == 0xE1 and body[:6] == b'Exif\0\0':
+            tiff = body[6:]
+            order = {b'II': 'little', b'MM': 'big'}.get(tiff[:2])
+            if order is None or len(tiff) < 10:
+                continue
+            num = lambda at, n: int.from_bytes(tiff[at:at + n], order)
+            ifd = num(4, 4)
+            for k in range(num(ifd, 2) if ifd + 2 <= len(tiff) else 0):
+                at = ifd + 2 + 12 * k
+                if at + 12 <= len(tiff) and num(at, 2) == 0x0112:  # Orientation, a SHORT
+                    v = num(at + 8, 2)
+                    orientation = v if 1 <= v <= 8 else 1
+    return orientation, size[0], size[1]
+
+
+def metadata_orientation(image):
+    """The EXIF orientation GIMP's metadata of the image holds now (0 when it has none), or
+    None without metadata. Read from its serialised form: GExiv2's own getters need a
+    typelib that GIMP does not depend on."""
+    md = image.get_metadata()
+    if md is None:
+        return None
+    try:
+        xml = md.serialize()
+    except Exception:
+        return None
+    m = re.search(r'<tag name="Exif\.Image\.Orientation"[^>]*>\s*(\d+)\s*</tag>', xml or '')
+    return int(m.group(1)) if m else 0
+
+
+def turned_on_import(image):
+    """The EXIF orientation GIMP turned the image upright by when it opened its JPEG file
+    (1: not turned, or no JPEG file). On import GIMP turns the image or not (it asks, or
+    follows its preference), then sets the orientation in its metadata to 1 either way
+    (app/core/gimpimage-rotate.c, gimp_image_import_rotation_metadata). So: metadata
+    still holding the file's tag means the import step never ran (a script's load); after
+    it, a quarter turn shows in the size, and a half turn or a mirror, which cannot be
+    seen, is taken as applied, GIMP's default."""
+    path = image_file(image)
+    if not path or not os.path.exists(path):
+        return 1
+    try:
+        stored, fw, fh = jpeg_file_layout(path)
+    except (OSError, RestoreError):
+        return 1  # not a JPEG (any more): nothing was turned that vml-filter could use
+    if stored == 1 or metadata_orientation(image) == stored:
+        return 1
+    if stored >= 5 and fw and fh and fw != fh:
+        return stored if (image.get_width(), image.get_height()) == (fh, fw) else 1
+    return stored
 
 
 def image_file(image):
@@ -321,8 +390,8 @@ def build_options(config):
     # PNG back whatever the layer came as: GIMP reads it losslessly, 16-bit included.
     options = {'method': method, 'seed': config.get_property('seed'),
                'quality': config.get_property('quality'), 'format': 'png'}
-    if config.get_property('estimate-noise'):
-        options['sigma_y'] = 'auto'  # vml-filter estimates it from the layer
+    # vml-filter estimates the noise from the layer (`auto`), or is told it has none.
+    options['sigma_y'] = 'auto' if config.get_property('estimate-noise') else 0
     steps = config.get_property('steps')
     if steps > 0 and method != 'classical':
         options['steps'] = steps
@@ -525,6 +594,12 @@ def restore(procedure, run_mode, image, drawables, config, data):
 
         header = {'vml': 1, 'task': task, 'image': {'bytes': len(png)},
                   'options': build_options(config)}
+        # Its 8x8 blocks were coded in the file's stored orientation, not in the one GIMP
+        # shows: vml-filter solves in that one and answers upright.
+        if task['kind'] == 'jpeg':
+            turned = turned_on_import(image)
+            if turned != 1:
+                header['options']['orientation'] = turned
         if mask_png is not None:
             header['mask'] = {'bytes': len(mask_png)}
 
@@ -646,7 +721,7 @@ class VmlRestore(Gimp.PlugIn):
         p.add_int_argument('jpeg-quality', '_JPEG quality', 'Quality the JPEG was saved with; '
                            "0 = read its tables from the image's JPEG file", 0, 100, 0, rw)
         p.add_boolean_argument('estimate-noise', 'Estimate _noise', 'Estimate the noise of the '
-                               'layer and let the method account for it', False, rw)
+                               'layer and let the method account for it; off = a noise-free layer', True, rw)
         p.add_choice_argument('method', '_Method', 'Restoration algorithm', _choice(METHODS),
                               'vml-map', rw)
         p.add_choice_argument('quality', '_Quality', "vml-filter's budget preset for the method",
