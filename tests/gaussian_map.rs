@@ -563,3 +563,75 @@ fn vml_map_data_fit_helps_short_runs() {
         );
     }
 }
+
+/// `samples = K`: the mean of K solves, the k-th from the seed `vml_map::sample_seed(seed,
+/// k)` (the first is the request's own, so K = 1 is the plain solve), fitted to the data
+/// once more; progress counts all K solves. The mean is no farther from the MAP than the
+/// solves are on average.
+#[test]
+fn vml_map_averages_samples_from_their_own_seeds() {
+    use vml::solvers::vml_map::sample_seed;
+    let _serial = serial();
+    tch::set_num_threads(1);
+    let op = sr_avgpool(SHAPE, 2);
+    let prior = GaussianPrior::smooth(SHAPE, test_device()).unwrap();
+    tch::manual_seed(5);
+    let x = prior.sample(1);
+    let hx = op.forward(&x);
+    let sigma_y = 0.05;
+    let y = &hx + Tensor::randn_like(&hx) * sigma_y;
+    let map = prior.map_estimate(&op, &y, sigma_y);
+    let problem = Problem {
+        op: &op,
+        y: y.shallow_clone(),
+        sigma_y,
+    };
+    let with = |samples| SolverOptions {
+        steps: Some(5),
+        samples,
+        ..Default::default()
+    };
+    let solve = |o: &SolverOptions, seed: u64| {
+        let mut last = None;
+        let out = solvers::build(solvers::Method::VmlMap, o)
+            .unwrap()
+            .solve(&prior, &problem, seed, &mut |p| {
+                last = Some(p);
+                Control::Continue
+            })
+            .unwrap()
+            .unwrap();
+        (out, last.unwrap())
+    };
+    let (plain, one) = solve(&with(None), 11);
+    assert!(solve(&with(Some(1)), 11).0.equal(&plain));
+    let (mean, three) = solve(&with(Some(3)), 11);
+    assert_eq!((three.step, three.steps), (15, 15));
+    assert_eq!(
+        (three.forwards, three.vjps),
+        (3 * one.forwards, 3 * one.vjps)
+    );
+    let runs: Vec<Tensor> = (0..3)
+        .map(|k| solve(&with(None), sample_seed(11, k)).0)
+        .collect();
+    assert!(runs[0].equal(&plain) && !runs[1].equal(&runs[2]));
+    let by_hand = (&runs[0] + &runs[1] + &runs[2]) / 3.0;
+    let by_hand = vml::operators::data_prox(&op, &by_hand, &y, sigma_y)
+        .unwrap()
+        .clamp(-1.0, 1.0);
+    assert!(
+        rel_err(&mean, &by_hand) < 1e-5,
+        "{}",
+        rel_err(&mean, &by_hand)
+    );
+    let spread: f64 = runs.iter().map(|r| rel_err(r, &map)).sum::<f64>() / 3.0;
+    println!(
+        "error to the MAP: one sample {spread:.3e} on average, their mean {:.3e}",
+        rel_err(&mean, &map)
+    );
+    assert!(rel_err(&mean, &map) <= spread * 1.01);
+    for (method, o) in [("vml-map", with(Some(0))), ("dps", with(Some(2)))] {
+        let e = solvers::build(method.parse().unwrap(), &o).err();
+        assert!(matches!(e, Some(vml::Error::Usage(_))), "{method}: {e:?}");
+    }
+}

@@ -280,6 +280,10 @@ pub struct SolverOptions {
     /// "Data fit"). Default every, or last for an inpainting hole wider than 16 pixels
     /// from its edge (`Operator::fits_every_level`).
     pub data_fit: Option<DataFit>,
+    /// VML-MAP: restorations averaged, each from its own seeds, then fitted to the data
+    /// again. Default 1 (the MAP estimate itself); 3 gained 0.17–0.19 dB on JPEG at three
+    /// times the network passes (docs/algorithm.md, "Averaged samples").
+    pub samples: Option<usize>,
 }
 
 impl SolverOptions {
@@ -312,6 +316,7 @@ impl SolverOptions {
             tau,
             lr_min_ratio,
             data_fit: _,
+            samples: _,
         } = self;
         [
             ("step_size", step_size),

@@ -48,6 +48,7 @@ pub struct Options {
     pub rho: Option<f64>,
     pub clip_denoised: Option<bool>,
     pub data_fit: Option<DataFit>,
+    pub samples: Option<usize>,
 }
 
 impl Options {
@@ -93,6 +94,9 @@ pub struct VmlMap {
     /// `None`: [`Self::DEFAULT_DATA_FIT`], or the last level only where the operator says
     /// a fit on every level does not suit it (`Operator::fits_every_level`: wide holes).
     pub data_fit: Option<DataFit>,
+    /// Restorations averaged, each drawing its noise from its own seeds (the first from
+    /// the request's, so 1 is the plain solve).
+    pub samples: usize,
 }
 
 impl VmlMap {
@@ -134,6 +138,8 @@ impl VmlMap {
     pub const DEFAULT_DATA_FIT: DataFit = DataFit::Every;
     /// Fewest levels of a schedule that starts at the operator's own σ (see `sigmas`).
     pub const MIN_LEVELS_FROM_START: usize = 5;
+    /// One restoration: a MAP estimate, not an average of several (see `samples`).
+    pub const DEFAULT_SAMPLES: usize = 1;
 
     /// Resolves `opts` against the defaults and checks them.
     pub fn new(opts: &Options, precondition: bool) -> Result<Self> {
@@ -155,9 +161,13 @@ impl VmlMap {
             rho: opts.rho.unwrap_or(Self::DEFAULT_RHO),
             clip_denoised: opts.clip_denoised.unwrap_or(Self::DEFAULT_CLIP_DENOISED),
             data_fit: opts.data_fit,
+            samples: opts.samples.unwrap_or(Self::DEFAULT_SAMPLES),
         };
         if s.steps == 0 || s.iters == 0 {
             return Err(Error::Usage("vml-map needs steps ≥ 1 and iters ≥ 1".into()));
+        }
+        if s.samples == 0 {
+            return Err(Error::Usage("vml-map needs samples ≥ 1".into()));
         }
         if !(s.step_size.is_finite() && s.step_size > 0.0) {
             return Err(Error::Usage(format!(
@@ -235,7 +245,71 @@ impl Solver for VmlMap {
         }
     }
 
+    /// With `samples` > 1, the mean of that many solves, each from its own seeds, then the
+    /// data fit once more: each solve is a different draw of the re-noising, and their mean
+    /// trades a little sharpness for error (JPEG Q10 / Q30 on the validation photos, 3
+    /// samples: +0.17 / +0.19 dB and higher SSIM; docs/algorithm.md, "Averaged samples").
+    /// For JPEG the mean of points inside the file's quantisation cell stays inside it.
     fn solve_seeded(
+        &self,
+        denoiser: &dyn Denoiser,
+        problem: &Problem,
+        seeds: &[u64],
+        on_progress: &mut dyn FnMut(Progress) -> Control,
+    ) -> Result<Option<Tensor>> {
+        if self.samples == 1 {
+            return self.solve_one(denoiser, problem, seeds, on_progress);
+        }
+        let mut sum: Option<Tensor> = None;
+        let mut before = Progress {
+            step: 0,
+            steps: 0,
+            forwards: 0,
+            vjps: 0,
+        };
+        for k in 0..self.samples {
+            let own: Vec<u64> = seeds.iter().map(|&s| sample_seed(s, k)).collect();
+            let mut last = before;
+            let mut report = |p: Progress| {
+                last = Progress {
+                    step: before.step + p.step,
+                    steps: self.samples * p.steps,
+                    forwards: before.forwards + p.forwards,
+                    vjps: before.vjps + p.vjps,
+                };
+                on_progress(last)
+            };
+            let Some(x) = self.solve_one(denoiser, problem, &own, &mut report)? else {
+                return Ok(None);
+            };
+            before = last;
+            sum = Some(match sum {
+                None => x,
+                Some(acc) => acc + x,
+            });
+        }
+        let mean = sum.map(|t| t / self.samples as f64);
+        Ok(mean.map(|m| {
+            let y = problem.y.to_kind(Kind::Float);
+            let fitted = match self.data_fit {
+                Some(DataFit::Off) => None,
+                _ => tch::no_grad(|| operators::data_prox(problem.op, &m, &y, problem.sigma_y)),
+            };
+            fitted.unwrap_or(m).clamp(-1.0, 1.0)
+        }))
+    }
+}
+
+/// The seed of sample `k` of a request seeded `seed`: `seed` itself for the first, so
+/// that one sample is the plain solve; the others spread by the golden-ratio increment
+/// of SplitMix64 (`rng`), whose streams from such seeds do not overlap in practice.
+pub fn sample_seed(seed: u64, k: usize) -> u64 {
+    seed.wrapping_add((k as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+}
+
+impl VmlMap {
+    /// One solve: the levels of `sigmas`, from the seeds' noise.
+    fn solve_one(
         &self,
         denoiser: &dyn Denoiser,
         problem: &Problem,
