@@ -34,6 +34,30 @@ fn same_seed_same_output() {
     assert_eq!(a.stdout, b.stdout);
 }
 
+/// `--samples N` averages N solves: the first is the plain solve's own seed, so 1 is the
+/// default's output and 2 another; 0, or the option given to a method without it, is a
+/// usage error.
+#[test]
+fn samples_average_solves_from_the_command_line() {
+    let img = png(&rgb(16, 16));
+    let plain = run(&net(&["--denoise", "0.1"]), &img);
+    let one = run(&net(&["--denoise", "0.1", "--samples", "1"]), &img);
+    let two = run(&net(&["--denoise", "0.1", "--samples", "2"]), &img);
+    for r in [&plain, &one, &two] {
+        assert_eq!(r.code, 0, "{}", r.context());
+    }
+    assert_eq!(plain.stdout, one.stdout);
+    assert_ne!(plain.stdout, two.stdout);
+    let zero = run(&net(&["--denoise", "0.1", "--samples", "0"]), &img);
+    assert_eq!(zero.code, 2, "{}", zero.context());
+    let dps = run(
+        &["--denoise", "0.1", "--method", "dps", "--samples", "2"],
+        &img,
+    );
+    assert_eq!(dps.code, 2, "{}", dps.context());
+    assert!(dps.stderr.contains("samples"), "{}", dps.stderr);
+}
+
 #[test]
 fn tiles_with_the_network() {
     let r = run(

@@ -198,6 +198,11 @@ pub struct SolveArgs {
     /// Inner iterations per step (VML-MAP).
     #[arg(long, value_name = "K")]
     pub iters: Option<usize>,
+    /// VML-MAP: average this many restorations, each from its own seed (N times the
+    /// network passes; lower error, a little less detail; docs/algorithm.md, "Averaged
+    /// samples"). Default 1.
+    #[arg(long, value_name = "N")]
+    pub samples: Option<usize>,
     /// Random seed; the same seed on the same device gives the same output.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub seed: u64,
@@ -517,6 +522,7 @@ impl SolveArgs {
                 quality: self.quality,
                 steps: self.steps,
                 iters: self.iters,
+                samples: self.samples,
                 ..SolverOptions::default()
             },
         }
