@@ -408,7 +408,11 @@ pub fn run(args: &BenchArgs, progress: bool) -> Result<()> {
                 let estimated = methods
                     .iter()
                     .any(|m| m.told_sigma_y == Some(SigmaY::Auto))
-                    .then(|| with_estimated_sigma(&problem, &task.task, mask.as_ref()));
+                    .then(|| {
+                        let s =
+                            crate::pipeline::estimate_noise(&task.task, &problem.y, mask.as_ref());
+                        told_sigma(&problem, s)
+                    });
                 if task.scores_measurement()
                     && !rows.iter().any(|r| r.key == key && r.method == DECODED)
                 {
@@ -425,11 +429,7 @@ pub fn run(args: &BenchArgs, progress: bool) -> Result<()> {
                     let problem = match (m.told_sigma_y, &estimated) {
                         (Some(SigmaY::Auto), Some(p)) => p,
                         (Some(SigmaY::Value(v)), _) => {
-                            told = Problem {
-                                op: op.as_ref(),
-                                y: problem.y.shallow_clone(),
-                                sigma_y: operators::measurement_sigma(op.as_ref(), v),
-                            };
+                            told = told_sigma(&problem, v);
                             &told
                         }
                         _ => &problem,
@@ -534,14 +534,10 @@ fn run_one(
     Ok(Some((row, Some(xhat))))
 }
 
-/// `problem` with the σ_y that `--sigma-y auto` estimates from its measurement, added to
-/// the operator's own noise as `measurement_sigma` adds the true one.
-fn with_estimated_sigma<'a>(
-    problem: &Problem<'a>,
-    task: &Task,
-    mask: Option<&Tensor>,
-) -> Problem<'a> {
-    let s = crate::pipeline::estimate_noise(task, &problem.y, mask);
+/// `problem` with the solver told sensor noise `s` rather than the truth (an estimate, or
+/// a `/sigma_y=VALUE` spec), added to the operator's own noise as `measurement_sigma` adds
+/// the true one.
+fn told_sigma<'a>(problem: &Problem<'a>, s: f64) -> Problem<'a> {
     Problem {
         op: problem.op,
         y: problem.y.shallow_clone(),

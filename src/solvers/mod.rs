@@ -281,7 +281,7 @@ pub struct SolverOptions {
     /// from its edge (`Operator::fits_every_level`).
     pub data_fit: Option<DataFit>,
     /// VML-MAP: restorations averaged, each from its own seeds, then fitted to the data
-    /// again. Default 1 (the MAP estimate itself); 3 gained 0.17–0.19 dB on JPEG at three
+    /// again. Default 1 (the MAP estimate itself); 3 gained 0.15–0.18 dB on JPEG at three
     /// times the network passes (docs/algorithm.md, "Averaged samples").
     pub samples: Option<usize>,
 }

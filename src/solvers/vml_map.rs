@@ -248,7 +248,7 @@ impl Solver for VmlMap {
     /// With `samples` > 1, the mean of that many solves, each from its own seeds, then the
     /// data fit once more: each solve is a different draw of the re-noising, and their mean
     /// trades a little sharpness for error (JPEG Q10 / Q30 on the validation photos, 3
-    /// samples: +0.17 / +0.19 dB and higher SSIM; docs/algorithm.md, "Averaged samples").
+    /// samples: +0.15 / +0.18 dB and higher SSIM; docs/algorithm.md, "Averaged samples").
     /// For JPEG the mean of points inside the file's quantisation cell stays inside it.
     fn solve_seeded(
         &self,
